@@ -28,11 +28,13 @@ from typing import Any
 import h5py
 import numpy as np
 
+from simfish.errors import SimFishError
+
 NULL_ACTION_NAME = "Null"
 _FIELDS = ("name", "mean", "cov", "is_turn", "is_capture", "color")
 
 
-class ActionsError(ValueError):
+class ActionsError(SimFishError, ValueError):
     """An actions file or action list is invalid."""
 
 

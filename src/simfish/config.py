@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from simfish.errors import SimFishError
+
 PRESETS = (
     "normal",
     "stage1",
@@ -37,7 +39,7 @@ PRESETS = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(SimFishError, ValueError):
     """A configuration file, override or flat dict is invalid."""
 
 

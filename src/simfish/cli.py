@@ -1,0 +1,167 @@
+"""The ``simfish`` command-line tool.
+
+Each sub-command parses its options here and calls library code; heavy modules
+(JAX, the agent) are imported only by the commands that need them. Problems with
+the user's input are printed as one line (``simfish: error: ...``) with exit
+status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from simfish.errors import SimFishError
+
+log = logging.getLogger("simfish")
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def _command(name: str):
+    def register(fn):
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from simfish.config import parse_override
+
+    return dict(parse_override(text) for text in (args.set or []))
+
+
+def _load(args: argparse.Namespace):
+    from simfish.config import load_config
+
+    return load_config(args.config, _overrides(args))
+
+
+# ---------------------------------------------------------------------------
+# Commands.
+
+
+@_command("config")
+def _config_show(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"# resolved from {cfg.source}")
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+@_command("simulate")
+def _simulate(args: argparse.Namespace) -> int:
+    from simfish.simulate import simulate
+
+    cfg = _load(args)
+    summary = simulate(
+        cfg,
+        num_worlds=args.worlds,
+        num_steps=args.steps,
+        seed=args.seed,
+        policy=args.policy,
+        progress=not args.quiet,
+    )
+    print(f"simulated {args.worlds} worlds x {args.steps} steps of '{args.config}' "
+          f"with a {args.policy} policy")
+    for key, value in summary.items():
+        print(f"  {key:<28} {value:.6g}" if isinstance(value, float) else f"  {key:<28} {value}")
+    return 0
+
+
+@_command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    from simfish import bench
+
+    cfg = _load(args)
+    rows = bench.run(args.what, cfg, batch_sizes=args.batch, steps=args.steps, seed=args.seed)
+    print(bench.format_table(args.what, rows))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Parser.
+
+
+def _add_config_options(p: argparse.ArgumentParser, default: str | None = "normal") -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        default=default,
+        required=default is None,
+        metavar="NAME_OR_PATH",
+        help=f"preset name or YAML file (default: {default})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set prey.num=50 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``simfish`` command."""
+    parser = argparse.ArgumentParser(
+        prog="simfish", description="SimFish: a virtual larval zebrafish in JAX."
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("config", help="show a resolved environment configuration")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("config", metavar="NAME_OR_PATH", help="preset name or YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
+
+    p = sub.add_parser("simulate", help="run N worlds for M steps with a random policy")
+    _add_config_options(p)
+    p.add_argument("--worlds", type=_positive_int, default=16, help="worlds run in parallel")
+    p.add_argument("--steps", type=_positive_int, default=200, help="steps per world")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["random", "capture"], default="random",
+                   help="random: uniform actions; capture: always the first capture bout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("bench", help="measure simulator speed")
+    p.add_argument("what", choices=["sim", "env"],
+                   help="sim: world dynamics only; env: dynamics + vision (full step)")
+    _add_config_options(p)
+    p.add_argument("--batch", type=_positive_int, nargs="+", default=[1, 64, 256],
+                   help="batch sizes (worlds stepped together)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="timed steps per batch size")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simfish`` console command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except SimFishError as err:
+        print(f"simfish: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simfish: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

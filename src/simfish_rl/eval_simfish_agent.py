@@ -1,0 +1,249 @@
+"""Evaluation: an environment loop that hands the actor's LSTM state to observers.
+
+`StateEnvLoop` plays episodes of a `dm_env.Environment` with an actor (the
+acme actor interface, plus `get_recurrent_state()`), lets observers such as
+`EnvInfoKeep` record every step together with the actor's hidden state, and
+returns a summary per episode that an `HDF5Logger` writes as one file.
+
+An evaluation therefore only builds the pieces and runs the loop::
+
+    logger = HDF5Logger(run_dir, label="eval_model", add_uid=False, wait_min=0)
+    loop = StateEnvLoop(env, actor, logger=logger, should_update=False,
+                        observers=[EnvInfoKeep()])
+    loop.run(num_episodes=100)
+    logger.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import dm_env
+import numpy as np
+
+from simfish_rl.hdf5_logger import EnvLoopObserver, Logger
+
+_LOG = logging.getLogger(__name__)
+
+SUMMARY_KEYS = (
+    "episode_length",
+    "episode_return",
+    "steps_per_second",
+    "episode_duration_sec",
+    "env_reset_duration_sec",
+    "select_action_duration_sec",
+    "env_step_duration_sec",
+)
+"""Keys every `run_episode()` summary has (plus counts and observer metrics)."""
+
+
+@runtime_checkable
+class Actor(Protocol):
+    """What `StateEnvLoop` expects from an actor (acme's `core.Actor`, plus the state).
+
+    The loop calls, per episode: `observe_first(first_timestep)`, then per step
+    `select_action(observation)`, `get_recurrent_state()` (right after
+    `select_action`: the hidden state that chose the action, having consumed
+    `observation`), `observe(action, next_timestep=...)` and, when
+    `should_update`, `update()`.
+    """
+
+    def observe_first(self, timestep: dm_env.TimeStep) -> None:
+        """Starts an episode (resets the recurrent state)."""
+
+    def select_action(self, observation: Any) -> Any:
+        """Returns the action (an int or 0-d integer array) for an observation."""
+
+    def observe(self, action: Any, next_timestep: dm_env.TimeStep) -> None:
+        """Sees the result of the action."""
+
+    def update(self, wait: bool = False) -> None:
+        """Refreshes parameters from the learner, if any."""
+
+    def get_recurrent_state(self) -> Any:
+        """Returns the LSTM hidden state h [hidden] (64 for the SimFish network), or None."""
+
+
+class Counter:
+    """Cumulative counts (acme's `counting.Counter` interface, without parents or timing).
+
+    Args:
+      prefix: prepended as `<prefix>_<name>` to the keys returned by `increment`.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self._prefix = prefix
+        self._counts: dict[str, int | float] = {}
+
+    def increment(self, **counts: int | float) -> dict[str, int | float]:
+        """Adds to the named counts; returns all counts (prefixed)."""
+        for name, value in counts.items():
+            self._counts[name] = self._counts.get(name, 0) + value
+        return self.get_counts()
+
+    def get_counts(self) -> dict[str, int | float]:
+        """Returns all counts (prefixed)."""
+        if not self._prefix:
+            return dict(self._counts)
+        return {f"{self._prefix}_{name}": value for name, value in self._counts.items()}
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean of a list; NaN for an empty one (no numpy warning)."""
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+class StateEnvLoop:
+    """An environment loop that keeps track of the actor's recurrent state.
+
+    Args:
+      environment: a `dm_env.Environment` (one world; e.g. `simfish.BaseEnvironment`).
+      actor: see `Actor`; an actor without `get_recurrent_state` gives observers
+        `actor_state=None`.
+      counter: anything with `increment(**counts) -> Mapping` (acme's Counter
+        works); a fresh `Counter()` when None. Its counts join the summary.
+      logger: anything with `write(mapping)`; `run()` writes each episode's
+        summary to it (`run_episode()` alone does not).
+      should_update: call `actor.update()` after every step (False for a
+        frozen, restored agent).
+      label: name used in log messages.
+      observers: `EnvLoopObserver`s; their `get_metrics()` join the summary.
+    """
+
+    def __init__(
+        self,
+        environment: dm_env.Environment,
+        actor: Actor,
+        counter: Any | None = None,
+        logger: Logger | None = None,
+        should_update: bool = True,
+        label: str = "environment_loop",
+        observers: Sequence[EnvLoopObserver] = (),
+    ) -> None:
+        for method in ("observe_first", "select_action", "observe", "update"):
+            if not callable(getattr(actor, method, None)):
+                raise TypeError(f"StateEnvLoop: actor {type(actor).__name__} has no {method}() method")
+        self._environment = environment
+        self._actor = actor
+        self._counter = counter if counter is not None else Counter()
+        self._logger = logger
+        self._should_update = should_update
+        self._label = label
+        self._observers = tuple(observers)
+
+    def _actor_state(self) -> np.ndarray | None:
+        """Returns a host copy of the actor's hidden state, or None."""
+        get_state = getattr(self._actor, "get_recurrent_state", None)
+        if get_state is None:
+            return None
+        state = get_state()
+        return None if state is None else np.array(state)
+
+    def run_episode(self) -> dict[str, Any]:
+        """Runs one episode and returns its summary.
+
+        Returns:
+          A dict with `episode_length` (steps taken), `episode_return` (sum of
+          rewards, float), `steps_per_second`, `episode_duration_sec`,
+          `env_reset_duration_sec`, `select_action_duration_sec` and
+          `env_step_duration_sec` (means per step), the counter's counts
+          (`episodes`, `steps`, possibly prefixed), then every observer's
+          metrics (later observers win on equal keys).
+        """
+        episode_start = time.perf_counter()
+        select_action_durations: list[float] = []
+        env_step_durations: list[float] = []
+        episode_steps = 0
+        episode_return = 0.0
+
+        reset_start = time.perf_counter()
+        timestep = self._environment.reset()
+        env_reset_duration = time.perf_counter() - reset_start
+        self._actor.observe_first(timestep)
+        for observer in self._observers:
+            observer.observe_first(self._environment, timestep)
+
+        while not timestep.last():
+            episode_steps += 1
+
+            # The actor chooses; its hidden state now reflects the observation it consumed.
+            select_start = time.perf_counter()
+            action = self._actor.select_action(timestep.observation)
+            actor_state = self._actor_state()
+            select_action_durations.append(time.perf_counter() - select_start)
+
+            step_start = time.perf_counter()
+            timestep = self._environment.step(action)
+            env_step_durations.append(time.perf_counter() - step_start)
+
+            self._actor.observe(action, next_timestep=timestep)
+            for observer in self._observers:
+                observer.observe(self._environment, timestep, action, actor_state=actor_state)
+            if self._should_update:
+                self._actor.update()
+            if timestep.reward is not None:
+                episode_return += float(np.asarray(timestep.reward))
+
+        counts = self._counter.increment(episodes=1, steps=episode_steps)
+        episode_duration = time.perf_counter() - episode_start
+        result: dict[str, Any] = {
+            "episode_length": episode_steps,
+            "episode_return": episode_return,
+            "steps_per_second": episode_steps / episode_duration if episode_duration > 0 else math.nan,
+            "episode_duration_sec": episode_duration,
+            "env_reset_duration_sec": env_reset_duration,
+            "select_action_duration_sec": _mean(select_action_durations),
+            "env_step_duration_sec": _mean(env_step_durations),
+        }
+        result.update(counts)
+        for observer in self._observers:
+            result.update(observer.get_metrics())
+        return result
+
+    def run(self, num_episodes: int | None = None, num_steps: int | None = None) -> int:
+        """Runs episodes, writing each summary to the logger; returns the steps taken.
+
+        Args:
+          num_episodes: stop after this many episodes.
+          num_steps: stop after the episode during which this many steps are reached.
+            With neither, run forever.
+
+        Raises:
+          ValueError: both limits are given, or one is negative.
+        """
+        if num_episodes is not None and num_steps is not None:
+            raise ValueError("StateEnvLoop.run: give num_episodes or num_steps, not both")
+        for name, value in (("num_episodes", num_episodes), ("num_steps", num_steps)):
+            if value is not None and value < 0:
+                raise ValueError(f"StateEnvLoop.run: {name} must be >= 0, got {value}")
+        episodes = steps = 0
+        while (num_episodes is None or episodes < num_episodes) and (
+            num_steps is None or steps < num_steps
+        ):
+            result = self.run_episode()
+            episodes += 1
+            steps += int(result["episode_length"])
+            _LOG.info(
+                "%s: episode %d, length %d, return %.3f, %.1f steps/s",
+                self._label,
+                episodes,
+                result["episode_length"],
+                result["episode_return"],
+                result["steps_per_second"],
+            )
+            if self._logger is not None:
+                self._logger.write(result)
+        return steps
+
+
+def summary_scalars(result: Mapping[str, Any]) -> dict[str, float | int]:
+    """Returns the scalar entries of a `run_episode()` summary (for printing or training logs)."""
+    return {
+        k: v.item() if isinstance(v, np.generic) else v
+        for k, v in result.items()
+        if isinstance(v, (int, float, np.generic)) and not isinstance(v, bool)
+    }

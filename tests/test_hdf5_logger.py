@@ -33,7 +33,11 @@ class FakeFishEnv(dm_env.Environment):
         self.t = 0
         self.salt_location = np.array([12.5, 40.0])
         self.sediment_record = {"key": np.array([7, 11], np.uint32), "sigma": 5.0}
-        self.env_variables = {"prey_num": 3, "fish_init_x": None, "eyes_viewing_elevations": [50.0, 75.0]}
+        self.env_variables = {
+            "prey_num": 3,
+            "fish_init_x": None,
+            "eyes_viewing_elevations": [50.0, 75.0],
+        }
         self.energy_associated_reward = -0.25
         self.consumption_associated_reward = 3.0
         self.salt_associated_reward = -0.5
@@ -77,7 +81,10 @@ class FakeFishEnv(dm_env.Environment):
         }
 
     def observation_spec(self):
-        return (specs.Array((NUM_POSITIONS, NUM_CHANNELS, 2), np.float32), specs.Array((3,), np.float32))
+        return (
+            specs.Array((NUM_POSITIONS, NUM_CHANNELS, 2), np.float32),
+            specs.Array((3,), np.float32),
+        )
 
     def action_spec(self):
         return specs.DiscreteArray(21)
@@ -104,7 +111,9 @@ def episode() -> dict:
     keep = EnvInfoKeep()
     run_observed_episode(keep, env)
     metrics = keep.get_metrics()
-    metrics.update(episode_length=6, episode_return=float(np.sum(metrics["reward"])), steps_per_second=123.0)
+    metrics.update(
+        episode_length=6, episode_return=float(np.sum(metrics["reward"])), steps_per_second=123.0
+    )
     return metrics
 
 
@@ -125,9 +134,13 @@ def test_env_info_keep_arrays_have_documented_shapes_and_dtypes():
     np.testing.assert_array_equal(m["fish_x"], 100.0 + np.arange(rows))
     np.testing.assert_array_equal(m["event_consumed_prey"], np.arange(rows) == 2)
     assert m["action"].dtype == np.int64
-    np.testing.assert_array_equal(m["action"], [20, *actions])  # row 0: the observation's previous action
+    np.testing.assert_array_equal(
+        m["action"], [20, *actions]
+    )  # row 0: the observation's previous action
     assert m["reward"].dtype == np.float64
-    expected_rewards = [0.0] + [0.5 * t - 0.25 * a for t, a in zip(range(1, rows), actions, strict=True)]
+    expected_rewards = [0.0] + [
+        0.5 * t - 0.25 * a for t, a in zip(range(1, rows), actions, strict=True)
+    ]
     np.testing.assert_array_equal(m["reward"], expected_rewards)
     assert m["vis_observation"].shape == (rows, NUM_POSITIONS, NUM_CHANNELS, 2)
     assert m["vis_observation"].dtype == np.float32
@@ -431,14 +444,19 @@ def test_killed_writer_leaves_no_partial_episode_file(tmp_path):
     src = Path(hdf5_logger.__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)], env=env, capture_output=True, timeout=120
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     folder = tmp_path / "logs" / "eval"
     finals = [n for n in _files(folder) if hdf5_logger.LOG_FILE_PATTERN.match(n)]
     assert finals == ["logs_1.hdf5"]  # the complete first episode only
     leftovers = [n for n in _files(folder) if n not in finals]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".logs_") and leftovers[0].endswith(".tmp")
+    assert (
+        len(leftovers) == 1 and leftovers[0].startswith(".logs_") and leftovers[0].endswith(".tmp")
+    )
     with h5py.File(folder / "logs_1.hdf5", "r") as f:
         assert f["vis_observation"].shape == (1001, 139, 3, 2)
         assert f["episode_length"][()] == 1000

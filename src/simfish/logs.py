@@ -123,7 +123,11 @@ def _attribute_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray):
-        return [_attribute_value(v) for v in value.tolist()] if value.dtype.kind in "OS" else value.tolist()
+        return (
+            [_attribute_value(v) for v in value.tolist()]
+            if value.dtype.kind in "OS"
+            else value.tolist()
+        )
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -157,9 +161,7 @@ def _read_group(group: h5py.Group, keys: set[str] | None) -> dict[str, Any]:
     return out
 
 
-def load_episode(
-    path: str | os.PathLike[str], keys: Iterable[str] | None = None
-) -> dict[str, Any]:
+def load_episode(path: str | os.PathLike[str], keys: Iterable[str] | None = None) -> dict[str, Any]:
     """Loads one episode file into plain Python / numpy.
 
     Args:

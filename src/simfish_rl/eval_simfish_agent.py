@@ -126,7 +126,9 @@ class StateEnvLoop:
     ) -> None:
         for method in ("observe_first", "select_action", "observe", "update"):
             if not callable(getattr(actor, method, None)):
-                raise TypeError(f"StateEnvLoop: actor {type(actor).__name__} has no {method}() method")
+                raise TypeError(
+                    f"StateEnvLoop: actor {type(actor).__name__} has no {method}() method"
+                )
         self._environment = environment
         self._actor = actor
         self._counter = counter if counter is not None else Counter()
@@ -193,7 +195,9 @@ class StateEnvLoop:
         result: dict[str, Any] = {
             "episode_length": episode_steps,
             "episode_return": episode_return,
-            "steps_per_second": episode_steps / episode_duration if episode_duration > 0 else math.nan,
+            "steps_per_second": episode_steps / episode_duration
+            if episode_duration > 0
+            else math.nan,
             "episode_duration_sec": episode_duration,
             "env_reset_duration_sec": env_reset_duration,
             "select_action_duration_sec": _mean(select_action_durations),

@@ -351,7 +351,9 @@ class EnvInfoKeep(EnvLoopObserver):
         if self._actor_states:
             shapes = {s.shape for s in self._actor_states}
             if len(shapes) != 1:
-                raise ValueError(f"EnvInfoKeep: actor_state changes shape within the episode: {shapes}")
+                raise ValueError(
+                    f"EnvInfoKeep: actor_state changes shape within the episode: {shapes}"
+                )
             metrics["actor_state"] = np.stack(self._actor_states)
         metrics.update(self._episode_start)
         return metrics
@@ -498,7 +500,9 @@ def _to_array(value: Any, where: str) -> np.ndarray | str:
         arr = np.array(value)
     except ValueError:
         # Ragged rows (e.g. prey positions as a list of lists): pad them with NaN.
-        if isinstance(value, (list, tuple)) and all(isinstance(r, (list, tuple, np.ndarray)) for r in value):
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(r, (list, tuple, np.ndarray)) for r in value
+        ):
             return nan_pad_rows(value, key=where)
         raise ValueError(f"{where}: cannot be stored (irregular nested sequence)") from None
     if arr.dtype.kind == "O" and isinstance(value, (list, tuple)):
@@ -531,7 +535,9 @@ def _to_attribute(value: Any, where: str) -> Any:
 def _prepare(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Validates and copies one record: arrays, strings, groups and the env_variables group."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"{where}: expected a mapping of names to values, got {type(data).__name__}")
+        raise TypeError(
+            f"{where}: expected a mapping of names to values, got {type(data).__name__}"
+        )
     record: dict[str, Any] = {}
     for key, value in data.items():
         name = _check_key(key, where)

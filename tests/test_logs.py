@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dm_env
 import h5py
+import jax
 import numpy as np
 import pytest
 
 from simfish import load_config
-from simfish.logs import EpisodeLogError, episode_index, list_episodes, list_labels, load_episode
-from simfish_rl.hdf5_logger import HDF5Logger
+from simfish.logs import (
+    EpisodeLogError,
+    episode_index,
+    list_episodes,
+    list_labels,
+    load_episode,
+    sediment_from_episode,
+)
+from simfish.types import OAR
+from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
 
 SHARED_ACTIONS = (
     Path(__file__).resolve().parents[1]
@@ -176,3 +186,28 @@ def test_list_episodes_errors(tmp_path):
     assert list_episodes(tmp_path) == []
     with pytest.raises(ValueError, match="not an episode file name"):
         episode_index("logs_a.hdf5")
+
+
+def test_sediment_texture_is_regenerated_from_the_log(tmp_path):
+    from simfish.vision.sediment import make_sediment, render_sediment
+
+    config = load_config("normal")
+    sediment = make_sediment(jax.random.key(3), config.arena)
+    env = type("Env", (), {"sediment_record": sediment, "salt_location": None})()
+    keep = EnvInfoKeep()
+    keep.observe_first(env, dm_env.restart(OAR((np.ones(3, np.float32),), 0, 0.0)))
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write({"episode_length": 0, **keep.get_metrics()})
+    episode = load_episode(logger.written[0])
+    assert set(episode["sediment"]) == set(sediment._fields)
+    assert np.isnan(episode["salt_location"]).all()
+    rebuilt = sediment_from_episode(logger.written[0])
+    original = render_sediment(sediment, 100.0, 200.0, 16, 8)
+    np.testing.assert_array_equal(render_sediment(rebuilt, 100.0, 200.0, 16, 8), original)
+    assert original.std() > 0  # a real texture, not a constant
+
+
+def test_sediment_from_episode_without_a_texture(written):
+    path, _ = written
+    with pytest.raises(EpisodeLogError, match="not a texture record"):
+        sediment_from_episode(path)

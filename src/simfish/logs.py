@@ -21,7 +21,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["EpisodeLogError", "episode_index", "list_episodes", "list_labels", "load_episode"]
+__all__ = [
+    "EpisodeLogError",
+    "episode_index",
+    "list_episodes",
+    "list_labels",
+    "load_episode",
+    "sediment_from_episode",
+]
 
 _LOG_FILE_PATTERN = re.compile(r"^logs_(\d+)\.hdf5$")
 # A file is taken for an episode log when it holds at least one of these.
@@ -206,3 +213,36 @@ def load_episode(path: str | os.PathLike[str], keys: Iterable[str] | None = None
             return _read_group(f, wanted)
         except OSError as err:
             raise EpisodeLogError(f"{file_path}: unreadable ({err})") from None
+
+
+def sediment_from_episode(episode: dict[str, Any] | str | os.PathLike[str]) -> Any:
+    """Rebuilds the episode's sediment texture from its log.
+
+    Args:
+      episode: a dict from `load_episode` or the path of an episode file.
+
+    Returns:
+      A `simfish.vision.sediment.Sediment`; draw it with
+      `simfish.vision.sediment.render_sediment(sediment, x0, y0, width, height)`.
+
+    Raises:
+      EpisodeLogError: the log has no `sediment` group with the texture's fields
+        (files from the users' previous tool store the rendered image instead:
+        `episode["sediment"]` is then that array).
+    """
+    from simfish.vision.sediment import Sediment  # imports JAX; only when asked
+
+    if not isinstance(episode, dict):
+        episode = load_episode(episode, keys=["sediment"])
+    record = episode.get("sediment")
+    if not isinstance(record, dict) or set(record) != set(Sediment._fields):
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise EpisodeLogError(
+            f"the episode's sediment entry is not a texture record "
+            f"(expected fields {', '.join(Sediment._fields)}; found {found})"
+        )
+    import jax.numpy as jnp
+
+    return Sediment(
+        **{name: jnp.asarray(record[name], dtype=jnp.float32) for name in Sediment._fields}
+    )

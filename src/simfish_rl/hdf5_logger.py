@@ -270,7 +270,9 @@ def _read_env_attribute(env: Any, name: str) -> Any:
 
 
 def _copy_tree(value: Any, key: str) -> Any:
-    """Copies a mapping (recursively) or an array-like to numpy, for the sediment record."""
+    """Copies a mapping or NamedTuple (recursively) or an array-like to numpy (sediment record)."""
+    if hasattr(value, "_asdict"):  # a NamedTuple such as simfish.vision.sediment.Sediment
+        value = value._asdict()
     if isinstance(value, Mapping):
         return {str(k): _copy_tree(v, f"{key}/{k}") for k, v in value.items()}
     arr = np.array(value)
@@ -294,9 +296,11 @@ class EnvInfoKeep(EnvLoopObserver):
     `internal_state` (float32 [T + 1, 3]) when the observation has them. Per
     step (T rows): `actor_state` (float32 [T, 64]), the hidden state handed in
     by the loop. At episode start: `salt_location` (float64 [1, 2], NaN if the
-    env has none), `sediment` (whatever `env.sediment_record` gives: a mapping
-    of arrays becomes an HDF5 group, an array a dataset; absent if the env has
-    no such attribute) and `env_variables` (the flat config dict).
+    env has none), `sediment` (whatever `env.sediment_record` gives, read after
+    reset: a mapping or NamedTuple of arrays, e.g. the episode's
+    `simfish.vision.sediment.Sediment`, becomes an HDF5 group, an array a
+    dataset; absent if the env has no such attribute) and `env_variables`
+    (the flat config dict).
     """
 
     def __init__(self) -> None:

@@ -1,0 +1,105 @@
+"""Benchmark: SimFish R2D2 learner steps/s (each step = regular + mirrored SGD step).
+
+Usage: python benchmarks/bench_learner.py [--batch 32] [--burn-in 8] [--trace 75] [--steps 20]
+
+Uses a synthetic replay batch with the SimFish observation layout (visual
+[139, 3, 2] with integer values 0..255, internal [3], 21 actions) and the
+users' defaults (n-step 5, discount 0.997, Adam 1e-4). Reports the compile
+time of the first step and the steady-state learner steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from simfish.types import OAR
+from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
+from simfish_rl.simfish_r2d2_network import make_environment_spec, make_r2d2_networks
+from simfish_rl.types import ReplaySample, SampleInfo, SequenceData
+
+
+def synthetic_batch(batch: int, length: int, num_actions: int, seed: int = 0) -> ReplaySample:
+    """A random replay batch ``[batch, length, ...]`` shaped like SimFish data."""
+    rng = np.random.default_rng(seed)
+    visual = np.floor(rng.random((batch, length, 139, 3, 2)) * 256).astype(np.float32)
+    internal = rng.random((batch, length, 3)).astype(np.float32)
+    actions = rng.integers(0, num_actions, (batch, length)).astype(np.int32)
+    rewards = rng.normal(size=(batch, length)).astype(np.float32) * 0.1
+    prev_actions = np.concatenate([np.zeros((batch, 1), np.int32), actions[:, :-1]], 1)
+    prev_rewards = np.concatenate([np.zeros((batch, 1), np.float32), rewards[:, :-1]], 1)
+    start = np.zeros((batch, length), bool)
+    start[:, length // 2] = True
+    discount = np.ones((batch, length), np.float32)
+    discount[:, length // 2 - 1] = 0.0
+    data = SequenceData(
+        observation=OAR((visual, internal), prev_actions, prev_rewards),
+        action=actions,
+        reward=rewards,
+        discount=discount,
+        start_of_episode=start,
+        core_state=type(make_r2d2_networks(make_environment_spec()).initial_state(1))(
+            hidden=np.zeros((batch, 64), np.float32), cell=np.zeros((batch, 64), np.float32)
+        ),
+    )
+    info = SampleInfo(
+        index=np.arange(batch, dtype=np.int32),
+        start=np.zeros(batch, np.int32),
+        probability=np.full(batch, 1.0 / batch, np.float32),
+    )
+    return jax.device_put(ReplaySample(info, data))
+
+
+class _NullReplay:
+    def __init__(self):
+        self.updates = 0
+
+    def update_priorities(self, info, priorities):
+        jax.block_until_ready(priorities)
+        self.updates += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--burn-in", type=int, default=8)
+    parser.add_argument("--trace", type=int, default=75)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    length = args.burn_in + args.trace + 1
+    networks = make_r2d2_networks(make_environment_spec())
+    batch = synthetic_batch(args.batch, length, networks.num_actions)
+    mirror = {i: i + 1 for i in range(1, 14, 2)} | {i + 1: i for i in range(1, 14, 2)}
+    replay = _NullReplay()
+    learner = SimfishR2D2Learner(
+        networks=networks, batch_size=args.batch, random_key=jax.random.PRNGKey(0),
+        burn_in_length=args.burn_in, discount=0.997, importance_sampling_exponent=0.6,
+        max_priority_weight=0.9, target_update_period=1200, iterator=itertools.repeat(batch),
+        optimizer=optax.adam(1e-4), actions_mirror=mirror, prefetch_size=0,
+        replay_client=replay,
+    )
+    t0 = time.perf_counter()
+    learner.step()
+    compile_s = time.perf_counter() - t0
+    learner.step()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        learner.step()
+    jax.block_until_ready(learner.params)
+    elapsed = time.perf_counter() - t0
+    print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}")
+    print(f"batch {args.batch} x {length} steps (burn-in {args.burn_in}, trace {args.trace})")
+    print(f"first step (compile + run): {compile_s:.1f} s")
+    print(f"learner steps/s: {args.steps / elapsed:.2f}  (SGD steps/s: {2 * args.steps / elapsed:.2f})")
+    print(f"priority updates: {replay.updates}, sgd steps: {learner.steps}")
+
+
+if __name__ == "__main__":
+    main()

@@ -561,3 +561,21 @@ def test_context_manager_closes(tmp_path, no_sleep):
         logger.write({"episode_length": 2})
         assert logger.num_pending == 1
     assert logger.num_pending == 0 and len(logger.written) == 2
+
+
+def test_jax_values_and_typed_keys_are_stored_as_numbers(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    env = FakeFishEnv(num_steps=1)
+    env.sediment_record = {"episode_key": jax.random.key(42)}
+    keep = EnvInfoKeep()
+    run_observed_episode(keep, env)
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write({**keep.get_metrics(), "key": jax.random.key(1), "x": jnp.arange(3.0)})
+    with h5py.File(logger.written[0], "r") as f:
+        np.testing.assert_array_equal(
+            f["sediment/episode_key"][()], jax.random.key_data(jax.random.key(42))
+        )
+        np.testing.assert_array_equal(f["key"][()], jax.random.key_data(jax.random.key(1)))
+        np.testing.assert_array_equal(f["x"][()], [0.0, 1.0, 2.0])

@@ -269,13 +269,23 @@ def _read_env_attribute(env: Any, name: str) -> Any:
     return value
 
 
+def _host_array(value: Any) -> np.ndarray:
+    """Copies a value to numpy; a typed JAX PRNG key becomes its uint32 key data."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and str(dtype).startswith("key<"):
+        import jax  # only for typed keys
+
+        value = jax.random.key_data(value)
+    return np.array(value)
+
+
 def _copy_tree(value: Any, key: str) -> Any:
     """Copies a mapping or NamedTuple (recursively) or an array-like to numpy (sediment record)."""
     if hasattr(value, "_asdict"):  # a NamedTuple such as simfish.vision.sediment.Sediment
         value = value._asdict()
     if isinstance(value, Mapping):
         return {str(k): _copy_tree(v, f"{key}/{k}") for k, v in value.items()}
-    arr = np.array(value)
+    arr = _host_array(value)
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"env.{key}: expected numbers, got dtype {arr.dtype}")
     return arr
@@ -501,7 +511,7 @@ def _to_array(value: Any, where: str) -> np.ndarray | str:
     if isinstance(value, str):
         return value
     try:
-        arr = np.array(value)
+        arr = _host_array(value)
     except ValueError:
         # Ragged rows (e.g. prey positions as a list of lists): pad them with NaN.
         if isinstance(value, (list, tuple)) and all(

@@ -440,15 +440,17 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
-def test_killed_writer_leaves_no_partial_episode_file(tmp_path):
+def _run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs a Python snippet in a fresh interpreter that can import simfish_rl."""
     src = Path(hdf5_logger.__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        timeout=120,
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, timeout=120
     )
+
+
+def test_killed_writer_leaves_no_partial_episode_file(tmp_path):
+    proc = _run_python(_KILLED_WRITER, str(tmp_path))
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     folder = tmp_path / "logs" / "eval"
     finals = [n for n in _files(folder) if hdf5_logger.LOG_FILE_PATTERN.match(n)]
@@ -553,6 +555,22 @@ def test_queue_is_flushed_when_the_logger_is_dropped(tmp_path, no_sleep):
     del logger
     gc.collect()
     assert _files(folder) == ["logs_1.hdf5", "logs_2.hdf5"]
+
+
+def test_queue_is_flushed_at_interpreter_exit(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys
+        from simfish_rl.hdf5_logger import HDF5Logger
+        logger = HDF5Logger(sys.argv[1], add_uid=False, wait_min=60)
+        for length in range(3):
+            logger.write({"episode_length": length})
+        assert logger.num_pending == 2
+        """
+    )
+    proc = _run_python(code, str(tmp_path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert _files(tmp_path / "logs") == ["logs_1.hdf5", "logs_2.hdf5", "logs_3.hdf5"]
 
 
 def test_context_manager_closes(tmp_path, no_sleep):

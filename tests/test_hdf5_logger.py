@@ -597,3 +597,21 @@ def test_jax_values_and_typed_keys_are_stored_as_numbers(tmp_path):
         )
         np.testing.assert_array_equal(f["key"][()], jax.random.key_data(jax.random.key(1)))
         np.testing.assert_array_equal(f["x"][()], [0.0, 1.0, 2.0])
+
+
+def test_env_info_keep_snapshots_buffers_the_env_reuses():
+    env = FakeFishEnv(num_steps=3)
+    prey = [0.0]
+    fish = np.zeros(1)
+
+    def reused_buffers():
+        prey[0] = float(env.t)
+        fish[0] = env.t
+        return {"prey_x": [prey], "fish_x": [fish]}
+
+    env.get_info = reused_buffers
+    keep = EnvInfoKeep()
+    run_observed_episode(keep, env)
+    metrics = keep.get_metrics()
+    np.testing.assert_array_equal(metrics["prey_x"], [[0.0], [1.0], [2.0], [3.0]])
+    np.testing.assert_array_equal(metrics["fish_x"], [[0.0], [1.0], [2.0], [3.0]])

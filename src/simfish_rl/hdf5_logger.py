@@ -299,8 +299,9 @@ class EnvInfoKeep(EnvLoopObserver):
     """An observer that collects an episode step by step, for the HDF5 logs.
 
     Per timestep (T + 1 rows for T steps, row 0 = after reset): every key of
-    `env.get_info()` (each value a one-element list; `prey_x`/`prey_y` lists of
-    the live prey, NaN-padded to [T + 1, max prey]), `action` (int64; row 0 is
+    `env.get_info()` (each value a one-element list; `prey_x`/`prey_y` hold a
+    list or array of prey positions per row, NaN-padded to [T + 1, max length],
+    NaN meaning no prey), `action` (int64; row 0 is
     the observation's previous-action field, -1 if it has none), `reward`
     (float64; row 0 is 0), `vis_observation` (float32 [T + 1, 139, 3, 2]) and
     `internal_state` (float32 [T + 1, 3]) when the observation has them. Per
@@ -389,7 +390,9 @@ class EnvInfoKeep(EnvLoopObserver):
                         f"env.get_info()[{key!r}] must be a one-element list such as [1203.5], "
                         f"got {value!r}"
                     )
-                row[key] = value[0]
+                item = value[0]
+                # Snapshot mutable containers: the env may reuse them next step.
+                row[key] = item.copy() if isinstance(item, (np.ndarray, list)) else item
         keys = tuple(row)
         if self._info_keys is None:
             self._info_keys = keys
@@ -397,7 +400,7 @@ class EnvInfoKeep(EnvLoopObserver):
             missing = sorted(set(self._info_keys) - set(keys))
             extra = sorted(set(keys) - set(self._info_keys))
             raise ValueError(
-                f"env.get_info() keys changed at step {len(self._columns['action'])}: "
+                f"env.get_info() keys changed at step {len(self._columns.get('action', ()))}: "
                 f"missing {missing}, new {extra}"
             )
         row["action"] = action

@@ -41,7 +41,7 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
         state, ts = carry
         k_act, k_env = jax.random.split(key)
         action = jax.random.randint(k_act, (batch,), 0, env.num_actions, jnp.int32)
-        return worlds.step(state, ts, action, k_env), None
+        return worlds.step(state, action, k_env), None
 
     @jax.jit
     def run(state, ts, key):
@@ -81,7 +81,12 @@ def run(
 
     if what not in KINDS:
         raise ValueError(f"unknown benchmark {what!r} (choose from {', '.join(KINDS)})")
-    env = SimFishEnv(config, actions or Actions.default(), vision=(what == "env"))
+    vision = None
+    if what == "env":
+        from simfish.vision import make_env_vision
+
+        vision = make_env_vision(config)
+    env = SimFishEnv(config, actions or Actions.default(), vision=vision)
     rows = []
     for batch in batch_sizes:
         row = time_steps(env, batch, steps, seed)

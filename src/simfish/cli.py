@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from simfish.errors import SimFishError
 
@@ -37,7 +38,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 def _load(args: argparse.Namespace):
     from simfish.config import load_config
 
-    return load_config(args.config, _overrides(args))
+    return load_config(args.config or "normal", _overrides(args))
 
 
 # ---------------------------------------------------------------------------
@@ -79,6 +80,42 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = _load(args)
     rows = bench.run(args.what, cfg, batch_sizes=args.batch, steps=args.steps, seed=args.seed)
     print(bench.format_table(args.what, rows))
+    return 0
+
+
+@_command("train")
+def _train(args: argparse.Namespace) -> int:
+    from simfish.config import parse_override
+    from simfish_rl.config import TrainingConfig
+    from simfish_rl.training import RunDir, train
+
+    run = RunDir(Path(args.run_dir))
+    env_config = _load(args) if (args.config or not run.exists()) else None
+    if env_config is None and args.set:
+        raise SimFishError("--set needs --config (a resumed run keeps its recorded config)")
+    options = dict(parse_override(text) for text in (args.train or []))
+    if args.num_envs is not None:
+        options["num_envs"] = args.num_envs
+    training = TrainingConfig().replace(options) if (options or not run.exists()) else None
+    if run.exists() and run.progress() is not None:
+        print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
+    summary = train(
+        args.run_dir,
+        env_config=env_config,
+        training=training,
+        num_steps=args.steps,
+        seed=args.seed,
+        progress=not args.quiet,
+        overlap=args.overlap,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+    )
+    state = "interrupted" if summary["interrupted"] else "done"
+    print(
+        f"{state}: {summary['env_steps']} env steps, {summary['learner_steps']} learner steps, "
+        f"{summary['episodes']} episodes in {summary['seconds']:.0f} s; recent return "
+        f"{summary['recent_return']:.2f}, prey caught {summary['recent_prey_caught']:.2f}; "
+        f"run directory {summary['run_dir']}"
+    )
     return 0
 
 
@@ -133,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch sizes (worlds stepped together)")
     p.add_argument("--steps", type=_positive_int, default=200, help="timed steps per batch size")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("train", help="train an R2D2 agent (resumes if the run dir has a checkpoint)")
+    p.add_argument("--config", "-c", default=None, metavar="NAME_OR_PATH",
+                   help="preset or YAML file (default: normal for a new run; a resumed run "
+                        "keeps its recorded config)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override an environment config value, e.g. --set prey.num=50")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--steps", type=_positive_int, default=1_000_000,
+                   help="total environment steps to reach (over all worlds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a new run")
+    p.add_argument("--num-envs", type=_positive_int, default=None,
+                   help="worlds stepped in parallel (training option num_envs)")
+    p.add_argument("--train", action="append", metavar="KEY=VALUE",
+                   help="override a training option, e.g. --train batch_size=16")
+    p.add_argument("--overlap", action="store_true",
+                   help="run the learner on its own thread, overlapping acting")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
 
@@ -153,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("jax").setLevel(logging.WARNING)
     try:
         return _COMMANDS[args.command](args)
     except SimFishError as err:

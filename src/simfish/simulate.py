@@ -44,7 +44,7 @@ def make_rollout(env: Any, num_worlds: int, policy: str, chunk: int):
             action = jax.random.randint(k_act, (num_worlds,), 0, env.num_actions, jnp.int32)
         else:
             action = jnp.full((num_worlds,), capture_id, jnp.int32)
-        state, ts = worlds.step(state, ts, action, k_env)
+        state, ts = worlds.step(state, action, k_env)
         ended = ts.step_type == dm_env.StepType.LAST
         return (state, ts), (ts.reward, ended, stats_fn(state))
 

@@ -1,9 +1,10 @@
 """Many worlds stepped together, each reset after its episode ends.
 
-``VectorEnv`` vmaps a :class:`simfish.SimFishEnv` over ``E`` worlds. Its ``step``
-follows dm_env per world: a world whose current time step is LAST is reset
-instead of stepped (its action is ignored), so each world's stream reads
-``FIRST, MID, ..., LAST, FIRST, ...``. All functions are pure and jit-able.
+``VectorEnv`` vmaps a :class:`simfish.SimFishEnv` over ``E`` worlds. The env's
+``step`` follows dm_env per world: a world whose last time step was LAST starts
+a new episode instead (its action is ignored), so each world's stream reads
+``FIRST, MID, ..., LAST, FIRST, ...`` with no host-side resets. All functions
+are pure and jit-able.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def where_worlds(mask: jax.Array, a: Any, b: Any) -> Any:
 
 
 class VectorEnv:
-    """``num_worlds`` copies of ``env`` with automatic resets.
+    """``num_worlds`` copies of ``env`` stepped together.
 
     Args:
       env: an object with pure ``reset(key)`` and ``step(state, action, key)``.
@@ -42,27 +43,15 @@ class VectorEnv:
         """Resets every world: states and time steps with leading axis E."""
         return self._reset(jax.random.split(key, self.num_worlds))
 
-    def step(
-        self, state: Any, timestep: dm_env.TimeStep, action: jax.Array, key: jax.Array
-    ) -> tuple[Any, dm_env.TimeStep]:
-        """Steps each world, or resets the worlds whose ``timestep`` is LAST.
+    def step(self, state: Any, action: jax.Array, key: jax.Array) -> tuple[Any, dm_env.TimeStep]:
+        """Steps every world (a world whose last time step was LAST starts anew).
 
         Args:
           state: world states [E, ...].
-          timestep: the worlds' current time steps [E].
           action: int32 [E].
           key: one PRNG key for the whole batch.
         """
-        k_step, k_reset = jax.random.split(key)
-        next_state, next_ts = self._step(state, action, jax.random.split(k_step, self.num_worlds))
-        last = timestep.step_type == dm_env.StepType.LAST
-
-        def with_resets(_):
-            reset_state, reset_ts = self.reset(k_reset)
-            return where_worlds(last, reset_state, next_state), where_worlds(last, reset_ts, next_ts)
-
-        # Resets are rare: build them only when some world needs one.
-        return jax.lax.cond(jnp.any(last), with_resets, lambda _: (next_state, next_ts), None)
+        return self._step(state, action, jax.random.split(key, self.num_worlds))
 
 
 def episode_stats(state: Any) -> dict[str, jax.Array]:

@@ -15,7 +15,7 @@ world is a reset (its action is ignored), so the recorded stream is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import dm_env
 import jax
@@ -24,6 +24,7 @@ import numpy as np
 
 from simfish.types import pytree_dataclass
 from simfish.vector import VectorEnv, where_worlds
+from simfish_rl.types import Step
 
 
 def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.ndarray:
@@ -43,29 +44,6 @@ def apex_epsilons(num_actors: int, base: float = 0.4, alpha: float = 7.0) -> np.
         return np.array([base], dtype=np.float32)
     i = np.arange(num_actors, dtype=np.float64)
     return (base ** (1.0 + alpha * i / (num_actors - 1))).astype(np.float32)
-
-
-class Step(NamedTuple):
-    """One recorded step of one world (leading axes [T, E] when collected).
-
-    Attributes:
-      observation: the OAR the agent acted on (visual float32 [P, C, 2],
-        internal float32 [3], previous action int32, previous reward float32).
-      action: int32, the action taken (ignored by the world on a LAST step).
-      reward: float32, the reward that followed the action (0 after LAST).
-      discount: float32, the discount that followed (0 after LAST, so nothing
-        bootstraps across an episode boundary).
-      start_of_episode: bool, the observation is a FIRST time step.
-      core_state: the recurrent state the network held *before* this step
-        (already reset to the initial state on FIRST steps).
-    """
-
-    observation: Any
-    action: jnp.ndarray
-    reward: jnp.ndarray
-    discount: jnp.ndarray
-    start_of_episode: jnp.ndarray
-    core_state: Any
 
 
 @pytree_dataclass
@@ -133,7 +111,7 @@ class BatchedActor:
         explore = jax.random.uniform(k_eps, greedy.shape) < state.epsilons
         action = jnp.where(explore, random, greedy)
 
-        env_state, next_ts = self._worlds.step(state.env_state, ts, action, k_env)
+        env_state, next_ts = self._worlds.step(state.env_state, action, k_env)
         last = ts.step_type == dm_env.StepType.LAST
         step = Step(
             observation=ts.observation,

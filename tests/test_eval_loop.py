@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import dm_env
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from dm_env import specs
 
 from simfish.logs import list_episodes, load_episode
 from simfish.types import OAR
-from simfish_rl.eval_simfish_agent import SUMMARY_KEYS, Actor, Counter, StateEnvLoop
+from simfish_rl.eval_simfish_agent import (
+    SUMMARY_KEYS,
+    Actor,
+    Counter,
+    RecurrentQActor,
+    StateEnvLoop,
+)
 from simfish_rl.hdf5_logger import EnvInfoKeep, EnvLoopObserver, HDF5Logger, SimpleEnvInfoKeep
 
 HIDDEN = 64
@@ -249,3 +259,93 @@ def test_same_seed_gives_identical_episode_data(tmp_path):
                     values_a[name], values_b[name], err_msg=f"{key}/{name}"
                 )
         assert not np.array_equal(ep_a["reward"], ep_c["reward"])
+
+
+# --------------------------------------------------------------------------
+# RecurrentQActor, with a tiny stand-in for R2D2Networks.apply (no network compile).
+
+
+class CoreState(NamedTuple):
+    hidden: jax.Array
+    cell: jax.Array
+
+
+def fake_initial_state(batch_size):
+    return CoreState(jnp.zeros((batch_size, HIDDEN)), jnp.zeros((batch_size, HIDDEN)))
+
+
+def fake_apply(params, key, inputs: OAR, state: CoreState):
+    """q = internal @ W (batched [1, A]); the hidden state accumulates the internal state's sum."""
+    visual, internal = inputs.observation
+    assert visual.shape == (1, 139, 3, 2) and inputs.action.shape == (1,)
+    q = internal @ params
+    hidden = state.hidden + jnp.sum(internal, axis=-1, keepdims=True)
+    return q, CoreState(hidden, state.cell)
+
+
+PARAMS = jnp.zeros((3, 21)).at[2, 7].set(1.0)  # argmax is action 7 once internal[2] > 0
+
+
+def test_recurrent_q_actor_is_greedy_and_exposes_its_hidden_state():
+    env = FakeFishEnv(num_steps=4)
+    actor = RecurrentQActor(fake_apply, fake_initial_state, PARAMS, jax.random.key(0), epsilon=0.0)
+    assert isinstance(actor, Actor)
+    timestep = env.reset()
+    actor.observe_first(timestep)
+    expected_hidden = 0.0
+    for _ in range(3):
+        timestep = env.step(actor.select_action(timestep.observation))
+        expected_hidden += 2.0 + (env.t - 1)  # internal = [1, 1, t-1] of the observation consumed
+        state = actor.get_recurrent_state()
+        assert state.shape == (HIDDEN,) and state.dtype == np.float32
+        np.testing.assert_allclose(state, expected_hidden)
+    assert int(timestep.observation.action) == 7  # greedy once internal[2] > 0
+    actor.observe_first(env.reset())
+    np.testing.assert_array_equal(actor.get_recurrent_state(), np.zeros(HIDDEN))
+
+
+def test_recurrent_q_actor_exploration_is_seeded():
+    obs = FakeFishEnv().reset().observation
+
+    def actions(seed, epsilon):
+        actor = RecurrentQActor(
+            fake_apply, fake_initial_state, PARAMS, jax.random.key(seed), epsilon
+        )
+        actor.observe_first(None)
+        return [int(actor.select_action(obs)) for _ in range(40)]
+
+    assert actions(1, 1.0) == actions(1, 1.0)
+    assert actions(1, 1.0) != actions(2, 1.0)
+    assert len(set(actions(1, 1.0))) > 10  # uniform over 21 actions
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        RecurrentQActor(fake_apply, fake_initial_state, PARAMS, jax.random.key(0), epsilon=1.5)
+
+
+def test_recurrent_q_actor_update_pulls_parameters():
+    new_params = jnp.zeros((3, 21)).at[0, 4].set(1.0)
+    actor = RecurrentQActor(
+        fake_apply,
+        fake_initial_state,
+        PARAMS,
+        jax.random.key(0),
+        0.0,
+        variable_source=lambda: new_params,
+    )
+    obs = FakeFishEnv().reset().observation
+    actor.observe_first(None)
+    actor.update()
+    assert int(actor.select_action(obs)) == 4
+
+
+def test_evaluation_with_recurrent_q_actor_logs_its_hidden_state(tmp_path):
+    logger = HDF5Logger(tmp_path, label="eval_model", add_uid=False, wait_min=0)
+    actor = RecurrentQActor(fake_apply, fake_initial_state, PARAMS, jax.random.key(0), epsilon=0.0)
+    loop = StateEnvLoop(FakeFishEnv(num_steps=5), actor, logger=logger, observers=[EnvInfoKeep()])
+    loop.run(num_episodes=1)
+    ep = load_episode(logger.written[0])
+    # hidden after consuming observation t = sum over s <= t of internal_state[s].sum()
+    expected = np.cumsum(ep["internal_state"].sum(axis=1))[:-1]
+    np.testing.assert_allclose(
+        ep["actor_state"], np.repeat(expected[:, None], HIDDEN, axis=1), rtol=1e-6
+    )
+    np.testing.assert_array_equal(ep["action"][2:], 7)

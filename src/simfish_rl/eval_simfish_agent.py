@@ -5,8 +5,12 @@ acme actor interface, plus `get_recurrent_state()`), lets observers such as
 `EnvInfoKeep` record every step together with the actor's hidden state, and
 returns a summary per episode that an `HDF5Logger` writes as one file.
 
-An evaluation therefore only builds the pieces and runs the loop::
+`RecurrentQActor` wraps a recurrent Q-network (e.g. restored R2D2 parameters)
+as such an actor for one world. An evaluation therefore only builds the pieces
+and runs the loop::
 
+    actor = RecurrentQActor(networks.apply, networks.initial_state, params,
+                            jax.random.key(seed), epsilon=1e-3)
     logger = HDF5Logger(run_dir, label="eval_model", add_uid=False, wait_min=0)
     loop = StateEnvLoop(env, actor, logger=logger, should_update=False,
                         observers=[EnvInfoKeep()])
@@ -16,6 +20,7 @@ An evaluation therefore only builds the pieces and runs the loop::
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -23,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import dm_env
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from simfish_rl.hdf5_logger import EnvLoopObserver, Logger
@@ -66,6 +73,92 @@ class Actor(Protocol):
 
     def get_recurrent_state(self) -> Any:
         """Returns the LSTM hidden state h [hidden] (64 for the SimFish network), or None."""
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _epsilon_greedy_step(apply_fn, params, key, observation, state, epsilon):
+    """One epsilon-greedy action of a recurrent Q-network for one unbatched observation.
+
+    Compiled once per `apply_fn` (a static argument), shared by all actors using it.
+
+    Returns:
+      (action int32 [], new recurrent state).
+    """
+    k_net, k_explore, k_random = jax.random.split(key, 3)
+    batched = jax.tree.map(lambda x: jnp.asarray(x)[None], observation)
+    q, new_state = apply_fn(params, k_net, batched, state)
+    greedy = jnp.argmax(q[0]).astype(jnp.int32)
+    random = jax.random.randint(k_random, (), 0, q.shape[-1], dtype=jnp.int32)
+    action = jnp.where(jax.random.uniform(k_explore) < epsilon, random, greedy)
+    return action, new_state
+
+
+class RecurrentQActor:
+    """An acme-like actor for one world: epsilon-greedy on a recurrent Q-network.
+
+    It satisfies `Actor`: `get_recurrent_state()` returns the LSTM hidden state
+    h [hidden] after the last `select_action`. With the SimFish network::
+
+        networks = make_r2d2_networks(environment_spec_from_env(env))
+        actor = RecurrentQActor(networks.apply, networks.initial_state, params,
+                                jax.random.key(seed), epsilon=1e-3)
+
+    Args:
+      apply_fn: `(params, key, observation [1, ...], state) -> (q [1, A], new_state)`
+        (`R2D2Networks.apply`); the observation is batched to size 1 here.
+      initial_state_fn: `(batch_size) -> state` whose `.hidden` is [batch, hidden]
+        (`R2D2Networks.initial_state`).
+      params: network parameters.
+      key: JAX PRNG key for the network and exploration; the actor splits it
+        once per action, so the same key gives the same actions.
+      epsilon: probability of a uniformly random action (SPEC 6: evaluation 1e-3).
+      variable_source: optional `() -> params`, called by `update()` to refresh
+        the parameters (None: parameters stay fixed, as in evaluation).
+    """
+
+    def __init__(
+        self,
+        apply_fn: Any,
+        initial_state_fn: Any,
+        params: Any,
+        key: jax.Array,
+        epsilon: float = 1e-3,
+        variable_source: Any | None = None,
+    ) -> None:
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"RecurrentQActor: epsilon must be in [0, 1], got {epsilon}")
+        self._initial_state_fn = initial_state_fn
+        self._params = params
+        self._key = key
+        self._epsilon = jnp.float32(epsilon)
+        self._variable_source = variable_source
+        self._state = initial_state_fn(1)
+        self._apply_fn = apply_fn
+
+    def observe_first(self, timestep: dm_env.TimeStep) -> None:
+        """Resets the recurrent state for a new episode."""
+        self._state = self._initial_state_fn(1)
+
+    def select_action(self, observation: Any) -> np.int32:
+        """Chooses an action for one observation (an OAR of unbatched arrays)."""
+        self._key, key = jax.random.split(self._key)
+        action, self._state = _epsilon_greedy_step(
+            self._apply_fn, self._params, key, observation, self._state, self._epsilon
+        )
+        return np.int32(action)
+
+    def observe(self, action: Any, next_timestep: dm_env.TimeStep) -> None:
+        """Nothing to record: evaluation does not learn."""
+
+    def update(self, wait: bool = False) -> None:
+        """Pulls fresh parameters from `variable_source`, if any."""
+        if self._variable_source is not None:
+            self._params = self._variable_source()
+
+    def get_recurrent_state(self) -> np.ndarray | None:
+        """Returns the LSTM hidden state h [hidden] (float32), or None for a core without one."""
+        hidden = getattr(self._state, "hidden", None)
+        return None if hidden is None else np.asarray(hidden, dtype=np.float32)[0]
 
 
 class Counter:

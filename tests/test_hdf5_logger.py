@@ -615,3 +615,16 @@ def test_env_info_keep_snapshots_buffers_the_env_reuses():
     metrics = keep.get_metrics()
     np.testing.assert_array_equal(metrics["prey_x"], [[0.0], [1.0], [2.0], [3.0]])
     np.testing.assert_array_equal(metrics["fish_x"], [[0.0], [1.0], [2.0], [3.0]])
+
+
+def test_flatten_env_variables_joins_sections():
+    from simfish_rl.hdf5_logger import flatten_env_variables
+
+    nested = {"arena": {"width": 1500, "height": 1000}, "max_sim_steps_per_episode": 10}
+    assert flatten_env_variables(nested) == {
+        "arena_width": 1500,
+        "arena_height": 1000,
+        "max_sim_steps_per_episode": 10,
+    }
+    with pytest.raises(TypeError, match="key 3 is not a string"):
+        flatten_env_variables({3: 1})

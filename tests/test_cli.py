@@ -1,0 +1,67 @@
+"""The command-line tool: output, exit codes and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from simfish.cli import main
+from simfish.config import load_config
+
+
+def test_config_show_prints_loadable_yaml(capsys, tmp_path):
+    assert main(["config", "show", "sparse", "--set", "prey.num=7"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# resolved from ")
+    path = tmp_path / "shown.yaml"
+    path.write_text(out)
+    cfg = load_config(path)
+    assert cfg.prey.num == 7
+    assert cfg.prey.cloud_num == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["config", "show", "nope.yaml"], "nope.yaml: no such config file"),
+        (["config", "show", "normal", "--set", "prey.colour=1"], "override 'prey.colour'"),
+        (["config", "show", "normal", "--set", "prey.num"], "expected KEY=VALUE"),
+        (["config", "show", "normal", "--set", "prey.num=-2"], "'prey.num' = -2 must be >= 0"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("simfish: error: ")
+    assert message in lines[0]
+
+
+def test_bad_yaml_file_names_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("arena:\n  width: [\n")
+    assert main(["config", "show", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "unreadable YAML at line" in err
+    assert "Traceback" not in err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    raw = load_config("normal").to_dict()
+    raw["prey"]["p_slow"] = 0.9
+    raw["prey"]["p_fast"] = 0.3
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "simfish.cli", "config", "show", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"simfish: error: {path}: 'prey.p_slow + prey.p_fast' = 1.2 must be <= 1"
+    )

@@ -1,0 +1,243 @@
+"""The sediment texture seen by the red photoreceptors (SPEC 5.2).
+
+The users' tool draws white noise over the whole arena, smooths it with a
+Gaussian of ``sediment_sigma`` px and rescales it to [0, bottom_intensity]:
+hundreds of MB per world for a large arena. We draw the same kind of field
+procedurally instead: a stationary Gaussian random field with the same
+(Gaussian) autocorrelation, written as a sum of random Fourier features,
+
+    f(x) = sum_m a_m cos(w_m . x + phi_m),  w_m ~ N(0, I / (2 sigma^2)),
+    phi_m ~ U(0, 2 pi), a_m = sqrt(2 / M),
+
+which is approximately standard normal at every point and whose covariance
+is exp(-|d|^2 / (4 sigma^2)), that of smoothed white noise. The texture of an
+episode is this small pytree (about 1 KB whatever the arena size), drawn
+from the episode key, so a log can store it (or the key) and regenerate the
+texture exactly; :func:`render_sediment` draws any region of it.
+
+The same structure also represents the analytic sediments of the golden
+scenes (constant, stripes, checker) so that one compiled observation
+function serves both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from simfish.errors import SimFishError
+
+# Number of Fourier features of a sediment texture (a static shape).
+SEDIMENT_FEATURES = 64
+
+
+class Sediment(NamedTuple):
+    """A sediment texture: value(p) = clip(offset + gain * g(f(p)), low, high).
+
+    f(p) = sum_m amplitudes[m] * cos(wavevectors[m] . p + phases[m]) and
+    g(f) = (1 - sign_mix) * f + sign_mix * sign(f) (sign_mix 1 gives the
+    square waves of a checkerboard).
+
+    Attributes:
+      wavevectors: float32 [M, 2] (rad / px).
+      phases: float32 [M].
+      amplitudes: float32 [M].
+      offset, gain, sign_mix, low, high: float32 [] scalars.
+    """
+
+    wavevectors: jax.Array
+    phases: jax.Array
+    amplitudes: jax.Array
+    offset: jax.Array
+    gain: jax.Array
+    sign_mix: jax.Array
+    low: jax.Array
+    high: jax.Array
+
+
+def _pack(
+    wavevectors, phases, amplitudes, offset, gain, sign_mix=0.0, low=-np.inf, high=np.inf,
+    num_features: int = SEDIMENT_FEATURES,
+) -> Sediment:
+    """Pads the features to ``num_features`` and converts everything to float32 jnp arrays."""
+    wavevectors = np.asarray(wavevectors, dtype=np.float32).reshape(-1, 2)
+    phases = np.asarray(phases, dtype=np.float32).reshape(-1)
+    amplitudes = np.asarray(amplitudes, dtype=np.float32).reshape(-1)
+    n = wavevectors.shape[0]
+    if n > num_features:
+        raise ValueError(f"a sediment has at most {num_features} features, got {n}")
+    pad = num_features - n
+    f32 = lambda v: jnp.asarray(v, dtype=jnp.float32)  # noqa: E731
+    return Sediment(
+        wavevectors=f32(np.concatenate([wavevectors, np.zeros((pad, 2), np.float32)])),
+        phases=f32(np.concatenate([phases, np.zeros(pad, np.float32)])),
+        amplitudes=f32(np.concatenate([amplitudes, np.zeros(pad, np.float32)])),
+        offset=f32(offset),
+        gain=f32(gain),
+        sign_mix=f32(sign_mix),
+        low=f32(low),
+        high=f32(high),
+    )
+
+
+def expected_extreme(width: float, height: float, sigma: float) -> float:
+    """Typical max |f| of the unit-variance field over a width x height arena.
+
+    The users' tool rescales its smoothed noise by the arena's own min and
+    max; we use the expected extreme of a smooth Gaussian field instead,
+    sqrt(2 ln N) for N ~ area / (4 pi sigma^2) roughly independent patches,
+    so the texture is fixed by the key alone (values beyond it are clipped).
+    """
+    patches = max(width * height / (4.0 * math.pi * max(sigma, 1e-3) ** 2), 2.0)
+    return math.sqrt(2.0 * math.log(patches))
+
+
+def make_sediment(key: jax.Array, arena, num_features: int = SEDIMENT_FEATURES) -> Sediment:
+    """Draws an episode's random sediment texture from ``key`` (jit/vmap-able).
+
+    Args:
+      key: a JAX PRNG key.
+      arena: the ``arena`` config section (``sediment_sigma``,
+        ``bottom_intensity``, ``width``, ``height`` are used, as static floats).
+      num_features: number of Fourier features (static).
+
+    Returns:
+      The :class:`Sediment`, values in [0, bottom_intensity].
+    """
+    sigma = float(arena.sediment_sigma)
+    top = float(arena.bottom_intensity)
+    k_w, k_p = jax.random.split(key)
+    wavevectors = jax.random.normal(k_w, (num_features, 2)) / (math.sqrt(2.0) * max(sigma, 1e-3))
+    phases = jax.random.uniform(k_p, (num_features,), maxval=2.0 * math.pi)
+    amplitudes = jnp.full((num_features,), math.sqrt(2.0 / num_features))
+    z = expected_extreme(float(arena.width), float(arena.height), sigma)
+    f32 = lambda v: jnp.asarray(v, dtype=jnp.float32)  # noqa: E731
+    return Sediment(
+        wavevectors=f32(wavevectors),
+        phases=f32(phases),
+        amplitudes=f32(amplitudes),
+        offset=f32(top / 2),
+        gain=f32(top / (2 * z)),
+        sign_mix=f32(0.0),
+        low=f32(0.0),
+        high=f32(top),
+    )
+
+
+def constant_sediment(value: float, num_features: int = SEDIMENT_FEATURES) -> Sediment:
+    """A uniform sediment of brightness ``value``."""
+    return _pack(np.zeros((0, 2)), [], [], value, 0.0, num_features=num_features)
+
+
+def stripes_sediment(
+    axis: str, mean: float, amp: float, period_px: float, num_features: int = SEDIMENT_FEATURES
+) -> Sediment:
+    """mean + amp * sin(2 pi c / period_px), c = x (``axis='x'``) or y (``axis='y'``)."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"stripes axis must be 'x' or 'y', got {axis!r}")
+    w = 2 * math.pi / period_px
+    vec = [w, 0.0] if axis == "x" else [0.0, w]
+    # sin(t) = cos(t - pi / 2)
+    return _pack([vec], [-math.pi / 2], [1.0], mean, amp, num_features=num_features)
+
+
+def checker_sediment(
+    mean: float, amp: float, period_px: float, num_features: int = SEDIMENT_FEATURES
+) -> Sediment:
+    """mean + amp * sign(sin(2 pi x / period_px) * sin(2 pi y / period_px))."""
+    w = 2 * math.pi / period_px
+    # sin(a) sin(b) = (cos(a - b) - cos(a + b)) / 2
+    return _pack(
+        [[w, -w], [w, w]], [0.0, 0.0], [0.5, -0.5], mean, amp, sign_mix=1.0,
+        num_features=num_features,
+    )
+
+
+def square_stripes_sediment(
+    low: float, high: float, period_px: float, num_features: int = SEDIMENT_FEATURES
+) -> Sediment:
+    """Vertical square-wave stripes alternating ``high`` and ``low`` every period_px / 2 px."""
+    w = 2 * math.pi / period_px
+    mean, amp = 0.5 * (low + high), 0.5 * (high - low)
+    return _pack([[w, 0.0]], [-math.pi / 2], [1.0], mean, amp, sign_mix=1.0,
+                 num_features=num_features)
+
+
+def sediment_from_description(desc: Mapping[str, Any]) -> Sediment:
+    """Builds a sediment from a description like the golden scenes' ``sediment`` entries.
+
+    Kinds: ``{"kind": "constant", "value": v}``, ``{"kind": "stripes_x" |
+    "stripes_y", "mean", "amp", "period_px"}``, ``{"kind": "checker", "mean",
+    "amp", "period_px"}``.
+
+    Raises:
+      SimFishError: unknown kind or missing key.
+    """
+    kind = desc.get("kind")
+    try:
+        if kind == "constant":
+            return constant_sediment(float(desc["value"]))
+        if kind in ("stripes_x", "stripes_y"):
+            return stripes_sediment(
+                kind[-1], float(desc["mean"]), float(desc["amp"]), float(desc["period_px"])
+            )
+        if kind == "checker":
+            return checker_sediment(float(desc["mean"]), float(desc["amp"]), float(desc["period_px"]))
+    except KeyError as err:
+        raise SimFishError(f"sediment description {dict(desc)!r} lacks key {err}") from None
+    raise SimFishError(
+        f"sediment kind {kind!r} is not one of constant, stripes_x, stripes_y, checker"
+    )
+
+
+def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
+    """Sediment brightness (before lighting) at arena points.
+
+    Args:
+      sediment: the texture.
+      xy: [..., 2] points in px.
+
+    Returns:
+      float32 [...].
+    """
+    phase = jnp.einsum("...d,md->...m", xy, sediment.wavevectors) + sediment.phases
+    f = jnp.sum(sediment.amplitudes * jnp.cos(phase), axis=-1)
+    g = (1.0 - sediment.sign_mix) * f + sediment.sign_mix * jnp.sign(f)
+    return jnp.clip(sediment.offset + sediment.gain * g, sediment.low, sediment.high)
+
+
+_render_jit = jax.jit(sediment_value)
+
+
+def render_sediment(
+    sediment: Sediment,
+    x0: float,
+    y0: float,
+    width: int,
+    height: int,
+    px: float = 1.0,
+) -> np.ndarray:
+    """Renders a region of the texture as a numpy image (for logs and video).
+
+    Args:
+      sediment: one (unbatched) texture.
+      x0, y0: arena coordinates of the top-left pixel centre.
+      width, height: image size in pixels.
+      px: arena px per image pixel.
+
+    Returns:
+      float32 [height, width], row = y, column = x.
+    """
+    xs = x0 + px * np.arange(width, dtype=np.float32)
+    out = np.empty((height, width), dtype=np.float32)
+    rows_per_chunk = max(1, 65536 // max(width, 1))
+    for r0 in range(0, height, rows_per_chunk):
+        ys = y0 + px * np.arange(r0, min(height, r0 + rows_per_chunk), dtype=np.float32)
+        grid = np.stack(np.meshgrid(xs, ys), axis=-1)
+        out[r0 : r0 + ys.shape[0]] = np.asarray(_render_jit(sediment, jnp.asarray(grid)))
+    return out

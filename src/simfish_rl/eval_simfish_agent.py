@@ -23,8 +23,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import dm_env
@@ -344,3 +346,135 @@ def summary_scalars(result: Mapping[str, Any]) -> dict[str, float | int]:
         for k, v in result.items()
         if isinstance(v, (int, float, np.generic)) and not isinstance(v, bool)
     }
+
+
+# ---------------------------------------------------------------------------
+# Evaluating a trained run.
+
+
+def load_policy(directory: str | os.PathLike, env: Any) -> tuple[Any, Any, dict]:
+    """Restores the latest parameters of the run in ``directory`` for ``env``.
+
+    Args:
+      directory: a training run directory (``simfish train --run-dir``).
+      env: the environment to evaluate in (``SimFishEnv`` or ``BaseEnvironment``);
+        its observation and action specs must match the trained network.
+
+    Returns:
+      ``(networks, params, progress)``: the network functions, the online
+      parameters and the checkpoint's progress record.
+
+    Raises:
+      RunDirError: no run or no checkpoint there, or the specs do not match.
+    """
+    from simfish_rl.simfish_r2d2_learner import TrainingState, load_training_state
+    from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
+    from simfish_rl.training import RunDir, RunDirError, make_env
+
+    run = RunDir(Path(directory))
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory")
+    trained_env_config, trained_actions, training, _ = run.load()
+    record = run.progress()
+    if record is None:
+        raise RunDirError(f"{run.path}: the run has no checkpoint yet (train it first)")
+    trained_spec = environment_spec_from_env(make_env(trained_env_config, trained_actions))
+    spec = environment_spec_from_env(env)
+    for what, mine, theirs in (
+        ("visual observation", spec.observations.observation[0].shape,
+         trained_spec.observations.observation[0].shape),
+        ("internal state", spec.observations.observation[1].shape,
+         trained_spec.observations.observation[1].shape),
+        ("number of actions", spec.actions.num_values, trained_spec.actions.num_values),
+    ):
+        if mine != theirs:
+            raise RunDirError(
+                f"{run.path}: the trained network takes a {what} of {theirs}, but this "
+                f"environment gives {mine}; evaluate with a config whose eyes and actions "
+                "match the training run"
+            )
+    networks = make_r2d2_networks(trained_spec)
+    params = networks.init(jax.random.PRNGKey(0))
+    import optax
+
+    like = TrainingState(
+        params=params,
+        target_params=params,
+        opt_state=optax.adam(training.learning_rate, eps=training.adam_eps).init(params),
+        steps=jnp.zeros((), jnp.int32),
+        random_key=jnp.zeros((2,), jnp.uint32),
+    )
+    path = run.checkpoints / record["learner_file"]
+    try:
+        state = load_training_state(path, like)
+    except ValueError as err:
+        raise RunDirError(str(err)) from None
+    return networks, state.params, record
+
+
+def eval_agent(
+    experiment: Any,
+    directory: str | os.PathLike,
+    num_episodes: int = 100,
+    log_subdir: str = "eval_model",
+    *,
+    seed: int = 0,
+    epsilon: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Plays ``num_episodes`` with the latest checkpoint of a run and logs them to HDF5.
+
+    Each episode becomes ``<directory>/logs/<log_subdir>/logs_<k>.hdf5``
+    (numbering continues after existing files).
+
+    Args:
+      experiment: the environment to evaluate in: a ``SimFishConfig``, a preset
+        name or YAML path (e.g. ``"tethered_pred"``), or None for the run's own
+        training environment.
+      directory: the training run directory.
+      num_episodes: episodes to play.
+      log_subdir: the label (sub-folder of ``logs/``).
+      seed: fixes the environment and the actor's exploration.
+      epsilon: exploration rate (default: the run's ``evaluation_epsilon``).
+      overrides: dotted-key config overrides applied to ``experiment``.
+      progress: show a progress bar over episodes.
+
+    Returns:
+      The episode summaries (as written to the files).
+    """
+    from tqdm.auto import tqdm
+
+    from simfish.config import load_config
+    from simfish.environment import BaseEnvironment
+    from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
+    from simfish_rl.training import RunDir, RunDirError
+
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    run = RunDir(Path(directory))
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory")
+    trained_env_config, trained_actions, training, _ = run.load()
+    base = trained_env_config if experiment is None else experiment
+    env_config = load_config(base, overrides)
+    env = BaseEnvironment(env_config, trained_actions, seed=seed)
+    networks, params, record = load_policy(run.path, env)
+    eps = training.evaluation_epsilon if epsilon is None else epsilon
+    actor = RecurrentQActor(
+        networks.apply, networks.initial_state, params, jax.random.PRNGKey(seed), epsilon=eps
+    )
+    logger = HDF5Logger(str(run.path), label=log_subdir, add_uid=False, wait_min=0)
+    loop = StateEnvLoop(env, actor, logger=logger, should_update=False,
+                        label=log_subdir, observers=[EnvInfoKeep()])
+    _LOG.info("evaluating %s (checkpoint at %d env steps) in %s for %d episodes",
+              run.path, record["env_steps"], env_config.source, num_episodes)
+    summaries = []
+    try:
+        for _ in tqdm(range(num_episodes), desc="evaluate", unit="episode", disable=not progress):
+            summary = loop.run_episode()
+            logger.write(summary)
+            summaries.append(summary)
+    finally:
+        logger.close()
+    return summaries

@@ -119,6 +119,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from simfish_rl.eval_simfish_agent import eval_agent
+
+    summaries = eval_agent(
+        args.config,
+        args.run_dir,
+        num_episodes=args.episodes,
+        log_subdir=args.label,
+        seed=args.seed,
+        epsilon=args.epsilon,
+        overrides=_overrides(args),
+        progress=not args.quiet,
+    )
+    returns = [s["episode_return"] for s in summaries]
+    lengths = [s["episode_length"] for s in summaries]
+    print(
+        f"evaluated {len(summaries)} episodes: mean return {sum(returns) / len(returns):.3f}, "
+        f"mean length {sum(lengths) / len(lengths):.1f}; logs in "
+        f"{Path(args.run_dir) / 'logs' / args.label}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Parser.
 
@@ -189,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the learner on its own thread, overlapping acting")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="play episodes with a trained agent, logging them to HDF5")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="training run directory")
+    p.add_argument("--config", "-c", default=None, metavar="NAME_OR_PATH",
+                   help="environment to evaluate in (default: the run's own)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override an environment config value")
+    p.add_argument("--episodes", type=_positive_int, default=10, help="episodes to play")
+    p.add_argument("--label", default="eval_model",
+                   help="log sub-folder: files go to DIR/logs/LABEL/logs_<k>.hdf5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="exploration rate (default: the run's evaluation_epsilon)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 

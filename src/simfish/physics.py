@@ -101,7 +101,7 @@ class SubstepResult:
 
 
 class _Carry(NamedTuple):
-    """Loop carry: the fields of ``SubstepResult`` plus per-prey contact memory."""
+    """Loop carry: fish and prey as in ``SubstepResult``, the predator on its line, contacts."""
 
     fish_x: jnp.ndarray
     fish_y: jnp.ndarray
@@ -117,16 +117,32 @@ class _Carry(NamedTuple):
     prey_hy: jnp.ndarray
     prey_alive: jnp.ndarray
     n_eaten: jnp.ndarray
-    pred_x: jnp.ndarray
-    pred_y: jnp.ndarray
-    pred_vx: jnp.ndarray
-    pred_vy: jnp.ndarray
+    pred_s: jnp.ndarray  # distance travelled along the line to the target
+    pred_sv: jnp.ndarray  # speed along that line
     pred_present: jnp.ndarray
     pred_caught: jnp.ndarray
     pred_avoided: jnp.ndarray
     mouth_prev: jnp.ndarray  # [P] bool, in contact with the mouth
     near: jnp.ndarray  # [P] bool, within sensing distance of the fish
     touched: jnp.ndarray  # [P] bool, touched by the fish in the last sub-step
+
+
+_SHARED_FIELDS = (
+    "fish_x",
+    "fish_y",
+    "fish_vx",
+    "fish_vy",
+    "fish_turned",
+    "wall_touched",
+    "prey_x",
+    "prey_y",
+    "prey_vx",
+    "prey_vy",
+    "prey_hx",
+    "prey_hy",
+    "prey_alive",
+    "n_eaten",
+)
 
 
 def bounce(x, v, h, lo, hi):
@@ -161,6 +177,24 @@ def fish_walls(x, y, vx, vy, turned, params: EnvParams):
     return x, y, vx, vy, turned, touched
 
 
+def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
+    """Closed form of ``n_substeps`` sub-steps of a body kicked by ``kick`` along ``h``.
+
+    Per sub-step: v += kick h; x += v dt; v *= d. Walls at ``lo``/``hi``
+    reflect the end position (at most once). Shapes broadcast.
+
+    Returns:
+      (x, v, h) after the step.
+    """
+    d = params.damping
+    dn = d**n_substeps
+    geo = (1.0 - dn) / (1.0 - d)  # sum of d^j, j < n
+    a = kick * h
+    x = x + params.dt * (v * geo + a * (n_substeps - d * geo) / (1.0 - d))
+    v = v * dn + a * d * geo
+    return bounce(x, v, h, lo, hi)
+
+
 def integrate_step(
     fish_xy_v,
     prey_xy_v,
@@ -173,6 +207,104 @@ def integrate_step(
     static: StaticParams,
 ) -> SubstepResult:
     """Integrates one step of ``static.n_substeps`` damped sub-steps.
+
+    Only the ``static.n_near_prey`` live prey nearest to the fish at the start
+    of the step go through the detailed sub-step loop (contacts, captures,
+    escapes, touch-jumps); the others cannot reach the fish within a step and
+    coast in closed form (``coast``), which gives the same motion.
+
+    Args:
+      fish_xy_v: (x, y, vx, vy) of the fish, each [] (velocity after the bout impulse).
+      prey_xy_v: (x, y, vx, vy) of the prey, each [P].
+      prey_alive: [P] bool.
+      pred_xy_v: (x, y, vx, vy) of the predator, each [].
+      pred_target: (x, y) target of the predator.
+      pred_present: [] bool.
+      plan: the per-step decisions (``SubstepPlan``).
+      params, static: world parameters.
+
+    Returns:
+      A ``SubstepResult``.
+    """
+    n_prey = prey_alive.shape[-1]
+    k = static.n_near_prey
+    bounds = [
+        jnp.broadcast_to(b, (n_prey,))
+        for b in (plan.prey_lo_x, plan.prey_hi_x, plan.prey_lo_y, plan.prey_hi_y)
+    ]
+    plan = plan.replace(
+        prey_lo_x=bounds[0], prey_hi_x=bounds[1], prey_lo_y=bounds[2], prey_hi_y=bounds[3]
+    )
+    if k >= n_prey:
+        return _integrate_detailed(
+            fish_xy_v,
+            prey_xy_v,
+            prey_alive,
+            pred_xy_v,
+            pred_target,
+            pred_present,
+            plan,
+            params,
+            static,
+        )
+    px, py, pvx, pvy = prey_xy_v
+    # Pick the prey that may interact with the fish during this step.
+    d2 = (px - fish_xy_v[0]) ** 2 + (py - fish_xy_v[1]) ** 2
+    _, near = jax.lax.top_k(jnp.where(prey_alive, -d2, -jnp.inf), k)
+    take = lambda a: a[near]  # noqa: E731
+    near_plan = plan.replace(
+        prey_hx=take(plan.prey_hx),
+        prey_hy=take(plan.prey_hy),
+        prey_gait_kick=take(plan.prey_gait_kick),
+        prey_escape_t1=take(plan.prey_escape_t1),
+        prey_escape_t2=take(plan.prey_escape_t2),
+        prey_lo_x=take(plan.prey_lo_x),
+        prey_hi_x=take(plan.prey_hi_x),
+        prey_lo_y=take(plan.prey_lo_y),
+        prey_hi_y=take(plan.prey_hi_y),
+    )
+    res = _integrate_detailed(
+        fish_xy_v,
+        tuple(take(a) for a in prey_xy_v),
+        take(prey_alive),
+        pred_xy_v,
+        pred_target,
+        pred_present,
+        near_plan,
+        params,
+        static,
+    )
+    # Everyone else coasts.
+    kick = plan.prey_gait_kick
+    cx, cvx, chx = coast(
+        px, pvx, plan.prey_hx, kick, bounds[0], bounds[1], params, static.n_substeps
+    )
+    cy, cvy, chy = coast(
+        py, pvy, plan.prey_hy, kick, bounds[2], bounds[3], params, static.n_substeps
+    )
+    return res.replace(
+        prey_x=cx.at[near].set(res.prey_x),
+        prey_y=cy.at[near].set(res.prey_y),
+        prey_vx=cvx.at[near].set(res.prey_vx),
+        prey_vy=cvy.at[near].set(res.prey_vy),
+        prey_hx=chx.at[near].set(res.prey_hx),
+        prey_hy=chy.at[near].set(res.prey_hy),
+        prey_alive=prey_alive.at[near].set(res.prey_alive),
+    )
+
+
+def _integrate_detailed(
+    fish_xy_v,
+    prey_xy_v,
+    prey_alive,
+    pred_xy_v,
+    pred_target,
+    pred_present,
+    plan: SubstepPlan,
+    params: EnvParams,
+    static: StaticParams,
+) -> SubstepResult:
+    """The sub-step loop for the fish, the given prey and the predator.
 
     Args:
       fish_xy_v: (x, y, vx, vy) of the fish, each [] (velocity after the bout impulse).
@@ -203,7 +335,19 @@ def integrate_step(
     sensing_sq = params.sensing_distance**2
     jump_kick = params.velocity_jump * (1.0 - d)
     pred_kick = params.predator_velocity * (1.0 - d)
-    pred_reach = params.predator_radius + hr
+    pred_reach_sq = (params.predator_radius + hr) ** 2
+    # The predator moves on the straight line to its target (it spawns at rest
+    # aimed at it, so steering towards the target never changes its heading):
+    # q = q0 + e s. It arrives when its position rounds to the target's, i.e.
+    # within half a pixel.
+    q0x, q0y, q0vx, q0vy = (jnp.asarray(v, f32) for v in pred_xy_v)
+    ex = pred_target[0] - q0x
+    ey = pred_target[1] - q0y
+    q_dist = jnp.sqrt(ex * ex + ey * ey)
+    ex = jnp.where(q_dist > 0.0, ex / jnp.maximum(q_dist, 1e-6), 1.0)
+    ey = jnp.where(q_dist > 0.0, ey / jnp.maximum(q_dist, 1e-6), 0.0)
+    q_goal = q_dist - 0.5
+    q_sv0 = q0vx * ex + q0vy * ey
     n_prey = prey_alive.shape[-1]
     idx = jnp.arange(n_prey)
     c0, s0 = plan.fish_cos, plan.fish_sin
@@ -228,7 +372,7 @@ def integrate_step(
         fx, fy, fvx, fvy = carry.fish_x, carry.fish_y, carry.fish_vx, carry.fish_vy
         px, py, pvx, pvy = carry.prey_x, carry.prey_y, carry.prey_vx, carry.prey_vy
         hx, hy, alive = carry.prey_hx, carry.prey_hy, carry.prey_alive
-        qx, qy, qvx, qvy = carry.pred_x, carry.pred_y, carry.pred_vx, carry.pred_vy
+        q_s, q_sv = carry.pred_s, carry.pred_sv
         q_present, q_caught, q_avoided = carry.pred_present, carry.pred_caught, carry.pred_avoided
         mouth_prev, near, touched = carry.mouth_prev, carry.near, carry.touched
 
@@ -302,28 +446,18 @@ def integrate_step(
         near = d2 <= sensing_sq
         touched = pushed
 
-        # Predator: steer to the target, kick, move, damp; catch or leave.
+        # Predator: kick along its line to the target, move, damp; catch or arrive.
         if static.predator_enabled:
-            tx, ty = pred_target
-            ex = tx - qx
-            ey = ty - qy
-            en = jnp.maximum(jnp.sqrt(ex * ex + ey * ey), 1e-6)
-            kq = jnp.where(q_present, pred_kick, 0.0)
-            qvx = qvx + kq * ex / en
-            qvy = qvy + kq * ey / en
-            qx = qx + qvx * dt
-            qy = qy + qvy * dt
-            qvx = qvx * d
-            qvy = qvy * d
-            gx = qx - fx
-            gy = qy - fy
-            caught = q_present & plan.predator_can_catch & (gx * gx + gy * gy <= pred_reach**2)
-            reached = (jnp.round(qx) == jnp.round(tx)) & (jnp.round(qy) == jnp.round(ty))
-            left = (qx < 0.0) | (qx > params.width) | (qy < 0.0) | (qy > params.height)
-            avoided = q_present & ~caught & (reached | left)
+            q_sv = q_sv + jnp.where(q_present, pred_kick, 0.0)
+            q_s = q_s + q_sv * dt
+            q_sv = q_sv * d
+            gx = q0x + ex * q_s - fx
+            gy = q0y + ey * q_s - fy
+            caught = q_present & plan.predator_can_catch & (gx * gx + gy * gy <= pred_reach_sq)
+            arrived = q_present & ~caught & (q_s >= q_goal)
             q_caught = q_caught | caught
-            q_avoided = q_avoided | avoided
-            q_present = q_present & ~(caught | avoided)
+            q_avoided = q_avoided | arrived
+            q_present = q_present & ~(caught | arrived)
 
         return _Carry(
             fish_x=fx,
@@ -340,10 +474,8 @@ def integrate_step(
             prey_hy=hy,
             prey_alive=alive,
             n_eaten=carry.n_eaten + any_eat.astype(jnp.int32),
-            pred_x=qx,
-            pred_y=qy,
-            pred_vx=qvx,
-            pred_vy=qvy,
+            pred_s=q_s,
+            pred_sv=q_sv,
             pred_present=q_present,
             pred_caught=q_caught,
             pred_avoided=q_avoided,
@@ -354,7 +486,6 @@ def integrate_step(
 
     false = jnp.zeros((), bool)
     fish_x, fish_y, fish_vx, fish_vy = (jnp.asarray(v, f32) for v in fish_xy_v)
-    pred_x, pred_y, pred_vx, pred_vy = (jnp.asarray(v, f32) for v in pred_xy_v)
     init = _Carry(
         fish_x=fish_x,
         fish_y=fish_y,
@@ -370,10 +501,8 @@ def integrate_step(
         prey_hy=plan.prey_hy,
         prey_alive=prey_alive,
         n_eaten=jnp.zeros((), jnp.int32),
-        pred_x=pred_x,
-        pred_y=pred_y,
-        pred_vx=pred_vx,
-        pred_vy=pred_vy,
+        pred_s=jnp.zeros((), f32),
+        pred_sv=q_sv0,
         pred_present=jnp.asarray(pred_present),
         pred_caught=false,
         pred_avoided=false,
@@ -382,4 +511,18 @@ def integrate_step(
         touched=touched0,
     )
     out = jax.lax.fori_loop(0, static.n_substeps, body, init)
-    return SubstepResult(**{f: getattr(out, f) for f in SubstepResult.__dataclass_fields__})
+    # Predator back to the plane; leaving the arena also ends an attack.
+    pred_x = q0x + ex * out.pred_s
+    pred_y = q0y + ey * out.pred_s
+    left = (pred_x < 0.0) | (pred_x > params.width) | (pred_y < 0.0) | (pred_y > params.height)
+    left = out.pred_present & left
+    return SubstepResult(
+        **{f: getattr(out, f) for f in _SHARED_FIELDS},
+        pred_x=pred_x,
+        pred_y=pred_y,
+        pred_vx=ex * out.pred_sv,
+        pred_vy=ey * out.pred_sv,
+        pred_present=out.pred_present & ~left,
+        pred_caught=out.pred_caught,
+        pred_avoided=out.pred_avoided | left,
+    )

@@ -60,10 +60,14 @@ def prey_uv(
       float32 [E, P].
     """
     rel = prey_xy[None, :, :] - eye_xy[:, None, :]  # [E, N, 2]
-    rho = jnp.sqrt(jnp.sum(rel * rel, axis=-1))
+    # Coordinates in the fish's frame give the angle relative to the heading
+    # directly in [-pi, pi] (one arctan2 per prey instead of three trig calls).
+    c, s = jnp.cos(heading), jnp.sin(heading)
+    ahead = c * rel[..., 0] + s * rel[..., 1]
+    side = c * rel[..., 1] - s * rel[..., 0]
+    rho = jnp.sqrt(ahead * ahead + side * side)
     rho_safe = jnp.maximum(rho, 1e-6)
-    theta = jnp.arctan2(rel[..., 1], rel[..., 0]) - heading
-    theta = jnp.arctan2(jnp.sin(theta), jnp.cos(theta))
+    theta = jnp.arctan2(side, ahead)
     half = jnp.arctan(prey_diameter / (2.0 * rho_safe))
     visible = prey_mask[None, :] & (rho < light.max_range)
     brightness = luminance(light, prey_xy)[None, :] * jnp.exp(-light.decay * rho)

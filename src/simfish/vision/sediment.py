@@ -195,6 +195,19 @@ def sediment_from_description(desc: Mapping[str, Any]) -> Sediment:
     )
 
 
+def cos_turns(t: jnp.ndarray) -> jnp.ndarray:
+    """cos(2 pi t), accurate to 2e-7, several times faster than ``jnp.cos`` on CPU.
+
+    Reduces t to u = |t - nearest integer| in [0, 1/2], then cos(2 pi u) =
+    -sin(2 pi (u - 1/4)) with a degree-11 Taylor polynomial on [-pi/2, pi/2].
+    """
+    u = jnp.abs(t - jnp.floor(t + 0.5))
+    z = (2.0 * math.pi) * (u - 0.25)
+    z2 = z * z
+    poly = 1.0 + z2 * (-1 / 6 + z2 * (1 / 120 + z2 * (-1 / 5040 + z2 * (1 / 362880 - z2 / 39916800))))
+    return -z * poly
+
+
 def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
     """Sediment brightness (before lighting) at arena points.
 
@@ -205,8 +218,14 @@ def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
     Returns:
       float32 [...].
     """
-    phase = jnp.einsum("...d,md->...m", xy, sediment.wavevectors) + sediment.phases
-    f = jnp.sum(sediment.amplitudes * jnp.cos(phase), axis=-1)
+    # Phases in turns (cycles), written as explicit products: a contraction over
+    # a dimension of 2 and jnp.cos are both slow on CPU.
+    turns_per_rad = 1.0 / (2.0 * math.pi)
+    wx = sediment.wavevectors[:, 0] * turns_per_rad
+    wy = sediment.wavevectors[:, 1] * turns_per_rad
+    turns = xy[..., 0:1] * wx + xy[..., 1:2] * wy + sediment.phases * turns_per_rad
+    # A matrix product, not sum(a * cos): XLA on CPU fuses the latter into a slow loop.
+    f = jnp.einsum("...m,m->...", cos_turns(turns), sediment.amplitudes)
     g = (1.0 - sediment.sign_mix) * f + sediment.sign_mix * jnp.sign(f)
     return jnp.clip(sediment.offset + sediment.gain * g, sediment.low, sediment.high)
 

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 
 from simfish.types import OAR
+from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer, example_step
 from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
 from simfish_rl.simfish_r2d2_network import make_environment_spec, make_r2d2_networks
 from simfish_rl.types import ReplaySample, SampleInfo, SequenceData
@@ -99,6 +100,32 @@ def main() -> None:
     print(f"first step (compile + run): {compile_s:.1f} s")
     print(f"learner steps/s: {args.steps / elapsed:.2f}  (SGD steps/s: {2 * args.steps / elapsed:.2f})")
     print(f"priority updates: {replay.updates}, sgd steps: {learner.steps}")
+    bench_replay(args.batch, length)
+
+
+def bench_replay(batch: int, length: int, worlds: int = 64, steps_per_world: int = 2000,
+                 period: int = 20) -> None:
+    """Times replay add (one chunk of `period` steps of all worlds) and sample."""
+    buffer = SequenceReplayBuffer(num_worlds=worlds, steps_per_world=steps_per_world,
+                                  sequence_length=length, sequence_period=period)
+    replay = SequenceReplay(buffer, example_step(), jax.random.PRNGKey(0))
+    chunk = jax.tree.map(
+        lambda x: jnp.zeros((period, worlds) + np.shape(x), np.asarray(x).dtype), example_step()
+    )
+    for _ in range(length // period + 2):
+        replay.add(chunk)
+    replay.sample(batch)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        replay.add(chunk)
+    jax.block_until_ready(replay.state)
+    add_ms = (time.perf_counter() - t0) / 20 * 1000
+    t0 = time.perf_counter()
+    for _ in range(20):
+        replay.sample(batch)
+    sample_ms = (time.perf_counter() - t0) / 20 * 1000
+    print(f"replay ({worlds} worlds x {steps_per_world} steps): add {period} steps of all "
+          f"worlds {add_ms:.1f} ms, sample batch {batch} {sample_ms:.1f} ms")
 
 
 if __name__ == "__main__":

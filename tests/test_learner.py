@@ -35,7 +35,7 @@ LENGTH = BURN_IN + TRACE + 1
 
 def _tree_equal(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
 # -- reflection ---------------------------------------------------------------
@@ -298,3 +298,41 @@ def test_save_restore_round_trip(trained, small_networks, world_batch):
                       world_batch, seed=0)
     with pytest.raises(ValueError, match="expected"):
         load_training_state(path, bigger.state)
+
+
+def test_learner_trains_from_sequence_replay(small_networks):
+    # The replay buffer is the learner's iterator and replay client.
+    from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer, example_step
+    from simfish_rl.types import Step
+
+    worlds, chunk = 2, 5
+    buffer = SequenceReplayBuffer(num_worlds=worlds, steps_per_world=40, sequence_length=LENGTH,
+                                  sequence_period=5, priority_exponent=0.9)
+    replay = SequenceReplay(buffer, example_step(num_positions=P), jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        lead = (chunk, worlds)
+        replay.add(Step(
+            observation=OAR((np.floor(rng.random(lead + (P, 3, 2)) * 256).astype(np.float32),
+                             rng.random(lead + (3,)).astype(np.float32)),
+                            rng.integers(0, 21, lead).astype(np.int32),
+                            rng.normal(size=lead).astype(np.float32)),
+            action=rng.integers(0, 21, lead).astype(np.int32),
+            reward=rng.normal(size=lead).astype(np.float32),
+            discount=np.ones(lead, np.float32),
+            start_of_episode=rng.random(lead) < 0.1,
+            core_state=hk.LSTMState(np.zeros(lead + (64,), np.float32),
+                                    np.zeros(lead + (64,), np.float32)),
+        ))
+    assert replay.can_sample()
+    learner = SimfishR2D2Learner(
+        networks=small_networks, batch_size=BATCH, random_key=jax.random.PRNGKey(5),
+        burn_in_length=BURN_IN, discount=0.997, importance_sampling_exponent=0.6,
+        max_priority_weight=0.9, target_update_period=3, iterator=replay.iterator(BATCH),
+        optimizer=optax.adam(1e-3), actions_mirror=Actions.default().mirror, bootstrap_n=2,
+        prefetch_size=0, replay_client=replay,
+    )
+    before = np.asarray(replay.state.priorities).copy()
+    learner.step()
+    assert learner.steps == 2
+    assert not np.array_equal(np.asarray(replay.state.priorities), before)

@@ -69,11 +69,11 @@ def test_storage_is_uint8_and_capacity(buffer):
 
 def test_valid_sequences_follow_length_and_period(buffer, fns):
     state = filled(buffer, fns, 5)  # 35 steps per world
-    starts = sorted(int(s) for s, v in zip(state.sequence_start, state.valid[0]) if v)
+    starts = sorted(int(s) for s, v in zip(state.sequence_start, state.valid[0], strict=True) if v)
     # Complete sequences start at multiples of PERIOD and end by step 34.
     assert starts == [s for s in range(0, 35, PERIOD) if s + LENGTH <= 35]
     state = filled(buffer, fns, 9)  # 63 steps: ring of 40 dropped the oldest
-    starts = sorted(int(s) for s, v in zip(state.sequence_start, state.valid[0]) if v)
+    starts = sorted(int(s) for s, v in zip(state.sequence_start, state.valid[0], strict=True) if v)
     assert starts == [s for s in range(0, 63, PERIOD) if s + LENGTH <= 63 and s >= 63 - CAPACITY]
 
 

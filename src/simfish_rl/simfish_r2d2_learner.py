@@ -221,7 +221,7 @@ def r2d2_loss(
     core_state = batch.data.core_state
     batch_size = data.action.shape[1]
     burn_in = config.burn_in_length
-    key_burn_online, key_burn_target, key_online, key_target = jax.random.split(key, 4)
+    key_burn, key_online, key_target = jax.random.split(key, 3)
 
     # 1. Initial recurrent state: the one stored with the sequence, or zeros.
     if config.use_core_state:
@@ -230,27 +230,25 @@ def r2d2_loss(
         online_state = networks.initial_state(batch_size)
     target_state = online_state
 
-    # 2. Burn-in: run both networks over the first steps, no gradient.
+    # 2. Burn-in: warm up the online state on the first steps, no gradient.
+    # (The target network runs over burn-in and trace in one unroll below,
+    # which is the same computation as a separate burn-in.)
     if burn_in:
         burn = jax.tree.map(lambda x: x[:burn_in], data)
         _, online_state = networks.unroll(
-            params, key_burn_online, burn.observation, online_state, burn.start_of_episode
-        )
-        _, target_state = networks.unroll(
-            target_params, key_burn_target, burn.observation, target_state,
-            burn.start_of_episode,
+            params, key_burn, burn.observation, online_state, burn.start_of_episode
         )
         online_state = jax.lax.stop_gradient(online_state)
+    target_q, _ = networks.unroll(
+        target_params, key_target, data.observation, target_state, data.start_of_episode
+    )
+    target_q = jax.lax.stop_gradient(target_q[burn_in:])
     data = jax.tree.map(lambda x: x[burn_in:], data)  # [T, B, ...]
 
     # 3. Q-values on the trained part; double Q: online net selects actions.
     online_q, _ = networks.unroll(
         params, key_online, data.observation, online_state, data.start_of_episode
     )
-    target_q, _ = networks.unroll(
-        target_params, key_target, data.observation, target_state, data.start_of_episode
-    )
-    target_q = jax.lax.stop_gradient(target_q)
     selector_actions = jnp.argmax(online_q, axis=-1)  # [T, B]
 
     # 4. Episode boundaries. Transition t -> t+1 crosses into a new episode when
@@ -607,17 +605,21 @@ class SimfishR2D2Learner:
     # -- variable source ----------------------------------------------------
 
     def get_variables(self, names: Sequence[str] = ("policy",)) -> list[Any]:
-        """Online parameters for each requested name (acme variable source)."""
-        return [self._state.params for _ in names]
+        """Online parameters for each requested name (acme variable source).
+
+        Returns copies: the learner donates its own buffers to the next SGD
+        step, so actors may keep what they get for as long as they like.
+        """
+        return [jax.tree.map(jnp.copy, self._state.params) for _ in names]
 
     @property
     def params(self) -> Any:
-        """Current online parameters."""
-        return self._state.params
+        """A copy of the current online parameters."""
+        return jax.tree.map(jnp.copy, self._state.params)
 
     @property
     def state(self) -> TrainingState:
-        """Current full training state."""
+        """The current full training state (live buffers: copy before the next ``step``)."""
         return self._state
 
     @property

@@ -1,5 +1,7 @@
 """Tests for simfish_rl.replay: sequence cutting, periods, priorities, boundaries."""
 
+import collections
+
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -154,3 +156,17 @@ def test_replay_client_roundtrip(buffer):
     assert batch.data.action.shape == (2, LENGTH)
     replay.update_priorities(batch.info, jnp.array([3.0, 3.0]))
     assert float(replay.state.max_priority) == 3.0
+
+
+def test_add_accepts_step_like_objects(buffer, fns):
+    # An actor may use its own NamedTuple with the same fields and a list observation.
+    ActorStep = collections.namedtuple("ActorStep", Step._fields)  # noqa: PYI024
+    state = buffer.init(_example())
+    step = chunk(0)
+    other = ActorStep(*step)._replace(observation=OAR(list(step.observation.observation),
+                                                      step.observation.action,
+                                                      step.observation.reward))
+    a = buffer.add(state, other)
+    b = fns["add"](buffer.init(_example()), step)
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                                                     strict=True))

@@ -130,6 +130,7 @@ class SequenceReplayBuffer:
             x = jnp.asarray(x)
             return jnp.zeros((w, length) + x.shape, x.dtype)
 
+        example_step = as_step(example_step)
         body = example_step._replace(core_state=None)
         visual = example_step.observation.observation[0]
         body = _replace_visual(body, np.zeros(np.shape(visual), np.uint8))
@@ -160,6 +161,7 @@ class SequenceReplayBuffer:
                 f"add: {num_new} steps at once + sequence_length {self.sequence_length} exceed "
                 f"steps_per_world {self.steps_per_world}; add smaller chunks"
             )
+        steps = as_step(steps)
         s, m, p, length = (self.steps_per_world, self.slots_per_world,
                            self.sequence_period, self.sequence_length)
         global_step = state.write_count + jnp.arange(num_new, dtype=jnp.int32)  # [K]
@@ -267,6 +269,20 @@ class SequenceReplayBuffer:
         return dataclasses.replace(state, priorities=new, max_priority=max_priority)
 
 
+def as_step(step: Any) -> Step:
+    """Converts any step-like object (same field names, e.g. an actor's own
+    ``Step`` class) into ``simfish_rl.types.Step`` with an ``OAR`` observation."""
+    observation = step.observation
+    return Step(
+        observation=OAR(tuple(observation.observation), observation.action, observation.reward),
+        action=step.action,
+        reward=step.reward,
+        discount=step.discount,
+        start_of_episode=step.start_of_episode,
+        core_state=step.core_state,
+    )
+
+
 def _replace_visual(step: Any, visual: jax.Array) -> Any:
     observation = step.observation
     inner = (visual, *tuple(observation.observation)[1:])
@@ -356,4 +372,4 @@ def example_step(num_positions: int = 139, num_channels: int = 3, internal_size:
     )
 
 
-__all__ = ["ReplayState", "SequenceReplay", "SequenceReplayBuffer", "example_step"]
+__all__ = ["ReplayState", "SequenceReplay", "SequenceReplayBuffer", "as_step", "example_step"]

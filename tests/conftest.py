@@ -1,0 +1,122 @@
+"""Shared, session-scoped simulator fixtures.
+
+JAX compilation dominates test time, so each distinct environment (static
+shape / structure) is built and jitted once per session and shared. Traced
+settings (wall_bounce, paralyze, init_*, energy, ...) are varied by passing a
+modified ``params`` pytree to the same jitted functions instead of
+recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import pytest
+
+from simfish.actions import Actions
+from simfish.config import load_config
+from simfish.env import SimFishEnv
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+#: The golden dynamics setting (golden/README.md): deterministic bouts, no dark
+#: band, no salt, static prey; predators off.
+GOLDEN_OVERRIDES = {
+    "fish.deterministic_action": True,
+    "arena.dark_fraction": 0.0,
+    "salt.enabled": False,
+    "prey.num": 2,
+    "prey.reproduction_mode": False,
+    "prey.p_slow": 0.0,
+    "prey.p_fast": 0.0,
+    "prey.max_turning_angle": 0.0,
+    "prey.p_large_turn": 0.0,
+    "prey.p_escape": 0.0,
+    "predator.probability_per_epoch_step": 0.0,
+}
+
+#: A small world with everything on: prey, predators early and often, salt.
+SMALL_OVERRIDES = {
+    "arena.width": 600,
+    "arena.height": 500,
+    "prey.num": 10,
+    "max_sim_steps_per_episode": 60,
+    "predator.immunity_steps": 5,
+    "predator.epoch_num": 2,
+    "predator.epoch_duration": 20,
+    "predator.probability_per_epoch_step": 0.5,
+    "predator.distance_from_fish": 150,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Jitted:
+    """An environment with jitted reset(key, params) / step(state, action, key, params)."""
+
+    env: SimFishEnv
+    reset: callable
+    step: callable
+    info: callable
+
+    @property
+    def params(self):
+        return self.env.params
+
+    def rollout(self, key, actions, params=None):
+        """Runs ``actions`` from a reset; returns (states, timesteps) lists (reset first)."""
+        params = self.params if params is None else params
+        k_reset, k_steps = jax.random.split(key)
+        state, ts = self.reset(k_reset, params)
+        states, steps = [state], [ts]
+        for i, a in enumerate(actions):
+            state, ts = self.step(state, a, jax.random.fold_in(k_steps, i), params)
+            states.append(state)
+            steps.append(ts)
+        return states, steps
+
+
+def _jitted(config) -> Jitted:
+    env = SimFishEnv(config, Actions.default())
+    return Jitted(
+        env=env,
+        reset=jax.jit(lambda key, params: env.reset(key, params)),
+        step=jax.jit(lambda state, action, key, params: env.step(state, action, key, params)),
+        info=jax.jit(env.info),
+    )
+
+
+@pytest.fixture(scope="session")
+def golden_world() -> Jitted:
+    """The golden-case world (normal arena, static prey, deterministic bouts)."""
+    return _jitted(load_config("normal", GOLDEN_OVERRIDES))
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """Config of the small everything-on world."""
+    return load_config("normal", SMALL_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def small_world(small_config) -> Jitted:
+    """A small world with prey, predators and salt (random bouts)."""
+    return _jitted(small_config)
+
+
+@pytest.fixture(scope="session")
+def cloud_world() -> Jitted:
+    """Prey in clouds with reproduction (fast births and deaths)."""
+    return _jitted(
+        load_config(
+            "sparse",
+            {
+                "prey.reproduction_mode": True,
+                "prey.birth_rate": 0.05,
+                "prey.p_death": 0.2,
+                "prey.safe_duration": 2,
+                "max_sim_steps_per_episode": 200,
+            },
+        )
+    )

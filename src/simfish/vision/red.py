@@ -36,7 +36,9 @@ def shadow_fraction(
     delta = angles - centre
     delta = jnp.arctan2(jnp.sin(delta), jnp.cos(delta))
     covered = jnp.minimum(delta + rf_size / 2, half) - jnp.maximum(delta - rf_size / 2, -half)
-    return jnp.clip(covered / rf_size, 0.0, 1.0)
+    frac = jnp.clip(covered / rf_size, 0.0, 1.0)
+    # Snap float32 rounding (angles ~ pi carry ~1e-7 rad of error) to a full shadow.
+    return jnp.where(frac > 1.0 - 1e-4, 1.0, frac)
 
 
 def red_signal(

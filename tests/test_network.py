@@ -159,3 +159,27 @@ def test_environment_spec_from_env():
     spec = environment_spec_from_env(FakeEnv())
     assert spec.observations.observation[0].shape == (20, 3, 2)
     assert spec.actions.num_values == 5
+
+
+@pytest.mark.parametrize("positions", [139, 16, 13])
+def test_retina_equals_haiku_conv1d_stack(positions):
+    def reference(x):
+        net = hk.Sequential([hk.Conv1D(8, 3, 1), jax.nn.relu, hk.Conv1D(8, 5, 2), jax.nn.relu,
+                             hk.Conv1D(8, 5, 2), jax.nn.relu])
+        return net(x).reshape(x.shape[0], -1)
+
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(np.floor(rng.random((3, positions, 3)) * 256), jnp.float32)
+    ref = hk.without_apply_rng(hk.transform(reference))
+    mine = hk.without_apply_rng(hk.transform(lambda x: retina()(x)))
+    p_ref = ref.init(jax.random.PRNGKey(1), x)
+    p_mine = mine.init(jax.random.PRNGKey(2), x)
+    p_mine = jax.tree.unflatten(jax.tree.structure(p_mine), jax.tree.leaves(p_ref))
+    out, expected = mine.apply(p_mine, x), ref.apply(p_ref, x)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+    # Same gradients with respect to the parameters.
+    g_mine = jax.grad(lambda p: jnp.sum(jnp.sin(mine.apply(p, x) * 0.01)))(p_mine)
+    g_ref = jax.grad(lambda p: jnp.sum(jnp.sin(ref.apply(p, x) * 0.01)))(p_ref)
+    for a, b in zip(jax.tree.leaves(g_mine), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))

@@ -161,12 +161,15 @@ def _same_padding(length: int, kernel: int, stride: int) -> tuple[int, int, int]
 
 
 class _Conv1D(hk.Module):
-    """``hk.Conv1D`` (channels last, ``SAME`` padding) with a fast strided path.
+    """``hk.Conv1D`` (channels last, ``SAME`` padding) computed on position blocks.
 
     Same parameters as ``hk.Conv1D``: ``w [kernel, C_in, C_out]``, ``b [C_out]``
-    and the same initialisers. A stride ``s > 1`` convolution is computed as
-    a stride-1 convolution over blocks of ``s`` positions, which is exactly
-    the same sum but whose gradient is a plain convolution on CPU.
+    and the same initialisers. ``blocked`` takes the input as blocks of ``a``
+    positions (``[N, L / a, a * C_in]``) and returns blocks of ``b = a /
+    stride`` outputs (``[N, L / a, b * C_out]``): a stride-1 convolution with
+    a rearranged kernel that computes exactly the same sums. Wider blocks mean
+    larger matrix products, and no strided convolution, whose gradient (a
+    dilated convolution) is slow on CPU.
     """
 
     def __init__(self, output_channels: int, kernel_shape: int, stride: int, name: str):
@@ -175,39 +178,59 @@ class _Conv1D(hk.Module):
         self._kernel = kernel_shape
         self._stride = stride
 
+    def _params(self, c_in: int, dtype) -> tuple[jax.Array, jax.Array]:
+        stddev = 1.0 / math.sqrt(self._kernel * c_in)
+        w = hk.get_parameter(
+            "w", [self._kernel, c_in, self._out_channels], dtype,
+            init=hk.initializers.TruncatedNormal(stddev=stddev),
+        )
+        b = hk.get_parameter("b", [self._out_channels], dtype, init=jnp.zeros)
+        return w, b
+
+    def blocked(self, x: jax.Array, length: int, in_block: int) -> jax.Array:
+        """Convolution on blocks: ``[N, nb, a * C_in] -> [N, nb, (a / s) * C_out]``.
+
+        Args:
+          x: input blocks, positions ``>= length`` must be zero.
+          length: number of real input positions (sets the SAME padding).
+          in_block: ``a``, positions per input block (a multiple of the stride).
+        """
+        k, s = self._kernel, self._stride
+        if in_block % s:
+            raise ValueError(f"_Conv1D: block of {in_block} positions is not a multiple of "
+                             f"stride {s}")
+        out_block = in_block // s
+        c_in = x.shape[-1] // in_block
+        w, b = self._params(c_in, x.dtype)
+        _, lo, _ = _same_padding(length, k, s)
+        # Output r of a block, tap i reads input position s*r - lo + i relative to
+        # the block start: block offset (s*r - lo + i) // a, in-block (.. ) % a.
+        entries = {}
+        for r in range(out_block):
+            for i in range(k):
+                pos = s * r - lo + i
+                entries[(pos // in_block, pos % in_block, r)] = i
+        first = min(o for o, _, _ in entries)
+        last = max(o for o, _, _ in entries)
+        tap = np.full((last - first + 1, in_block, out_block), k, np.int32)  # k -> zero
+        for (o, inb, r), i in entries.items():
+            tap[o - first, inb, r] = i
+        w_ext = jnp.concatenate([w, jnp.zeros_like(w[:1])], axis=0)
+        kernel = w_ext[tap]  # [O, a, b, C_in, C_out]
+        kernel = jnp.transpose(kernel, (0, 1, 3, 2, 4)).reshape(
+            tap.shape[0], in_block * c_in, out_block * self._out_channels)
+        y = jax.lax.conv_general_dilated(
+            x, kernel, (1,), [(-first, last)], dimension_numbers=("NWC", "WIO", "NWC")
+        )
+        return y + jnp.tile(b, out_block)
+
     def __call__(self, x: jax.Array) -> jax.Array:
         """Applies the convolution: ``[N, L, C_in] -> [N, ceil(L / stride), C_out]``."""
         n, length, c_in = x.shape
-        k, s = self._kernel, self._stride
-        stddev = 1.0 / math.sqrt(k * c_in)
-        w = hk.get_parameter(
-            "w", [k, c_in, self._out_channels], x.dtype,
-            init=hk.initializers.TruncatedNormal(stddev=stddev),
-        )
-        b = hk.get_parameter("b", [self._out_channels], x.dtype, init=jnp.zeros)
-        dims = ("NWC", "WIO", "NWC")
-        if s == 1:
-            y = jax.lax.conv_general_dilated(x, w, (1,), "SAME", dimension_numbers=dims)
-            return y + b
-        out, lo, _ = _same_padding(length, k, s)
-        # Position s*j - lo + i (output j, tap i) lies in block j + (i - lo) // s
-        # at offset (i - lo) % s. Build the block kernel [nb, s*C_in, C_out].
-        offsets = [(i - lo) // s for i in range(k)]
-        first, last = min(offsets), max(offsets)
-        taps = []
-        for blk in range(first, last + 1):
-            rows = []
-            for p in range(s):
-                i = blk * s + p + lo
-                rows.append(w[i] if 0 <= i < k else jnp.zeros_like(w[0]))
-            taps.append(jnp.concatenate(rows, axis=0))
-        w_blocks = jnp.stack(taps)  # [nb, s*C_in, C_out]
-        x = jnp.pad(x, ((0, 0), (0, out * s - length), (0, 0)))
-        x = jnp.reshape(x, (n, out, s * c_in))
-        y = jax.lax.conv_general_dilated(
-            x, w_blocks, (1,), [(-first, last)], dimension_numbers=dims
-        )
-        return y + b
+        s = self._stride
+        out = -(-length // s)
+        x = jnp.pad(x, ((0, 0), (0, out * s - length), (0, 0))).reshape(n, out, s * c_in)
+        return self.blocked(x, length, s)
 
 
 class retina(hk.Module):  # noqa: N801  (name kept from the users' API)
@@ -244,9 +267,22 @@ class retina(hk.Module):  # noqa: N801  (name kept from the users' API)
                 f"[batch, positions, channels]; got rank {rank} (shape {jnp.shape(inputs)})"
             )
         x = inputs if rank == 3 else inputs[None]
+        n, length, channels = x.shape
+        # Work on blocks of `block` positions: each layer maps blocks of a
+        # positions to blocks of a / stride positions (see _Conv1D.blocked).
+        block = math.prod(layer._stride for layer in self._layers)
+        num_blocks = -(-length // block)
+        x = jnp.pad(x, ((0, 0), (0, num_blocks * block - length), (0, 0)))
+        x = x.reshape(n, num_blocks, block * channels)
         for layer in self._layers:
-            x = jax.nn.relu(layer(x))
-        x = jnp.reshape(x, (x.shape[0], -1))
+            x = jax.nn.relu(layer.blocked(x, length, block))
+            length, block = -(-length // layer._stride), block // layer._stride
+            if num_blocks * block > length:  # zero positions past the end (padding)
+                valid = np.arange(num_blocks * block) < length
+                mask = np.repeat(valid, x.shape[-1] // block).reshape(num_blocks, -1)
+                x = x * jnp.asarray(mask, x.dtype)
+        x = x.reshape(n, num_blocks * block, -1)[:, :length]
+        x = jnp.reshape(x, (n, -1))
         return x if rank == 3 else x[0]
 
 

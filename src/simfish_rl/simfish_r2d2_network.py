@@ -19,11 +19,14 @@ shapes of ``hk.Conv1D`` / ``hk.LSTM`` but run much faster on CPU:
 
 * the torso runs once on all ``time x batch x eyes`` images (one big conv
   per layer instead of one per eye or per time step);
-* a stride-2 convolution is computed as a stride-1 convolution over pairs of
-  positions ("space to depth": ``[N, L, C] -> [N, L/2, 2C]`` with the kernel
-  rearranged to ``[3, 2C, C_out]``). Its gradient then avoids XLA's slow
-  dilated (transposed) convolution: the retina's forward + backward pass is
-  ~1.7x faster than ``hk.Conv1D`` on this CPU (benchmarks/bench_learner.py);
+* each convolution runs on blocks of positions: the eye image is cut into
+  blocks of 4 positions (``[N, 139, 3] -> [N, 35, 12]``) and every layer is a
+  stride-1 convolution from blocks to blocks (``[N, 35, 12] -> [N, 35, 32]
+  -> [N, 35, 16] -> [N, 35, 8]``) with a kernel rearranged from the
+  ``hk.Conv1D`` weights, computing exactly the same sums. This avoids
+  strided convolutions, whose gradient (a dilated convolution) is slow on
+  CPU, and gives larger matrix products. Forward + backward of the retina is
+  about 2x faster than ``hk.Conv1D`` here (benchmarks/bench_learner.py);
 * ``unroll`` computes the LSTM's input projection for all time steps in one
   matmul and scans only the recurrent part.
 

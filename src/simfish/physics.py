@@ -410,10 +410,12 @@ def _integrate_detailed(
 
         # Capture: a new mouth contact inside the window, within the permissive angle.
         dist = jnp.sqrt(d2)
+        # A capture bout eats at most one prey: the window closes after a meal.
         in_window = (
             plan.capture_bout
             & (k >= params.capture_first_substep)
             & (k <= params.capture_last_substep)
+            & (carry.n_eaten == 0)
         )
         can_eat = contact & at_mouth & ~mouth_prev & (u >= cos_pa * dist) & in_window
         any_eat = jnp.any(can_eat)

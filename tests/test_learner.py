@@ -218,6 +218,64 @@ def test_loss_on_hand_made_batch_signed_hyperbolic_pair():
         priorities, [0.9 * np.abs(td).max() + 0.1 * np.abs(td).mean()], rtol=1e-4)
 
 
+def test_loss_without_boundaries_matches_rlax_transformed_n_step_q_learning():
+    networks = _lookup_networks(2)
+    params = networks.init(None)
+    batch = _hand_batch([0.5])
+    batch = batch._replace(data=batch.data._replace(
+        start_of_episode=np.zeros((1, 5), bool), discount=np.ones((1, 5), np.float32)))
+    loss, (priorities, _) = r2d2_loss(
+        networks, _config(rlax.SIGNED_HYPERBOLIC_PAIR), params, params, jax.random.PRNGKey(0),
+        batch)
+    q = jnp.asarray(batch.data.observation.observation[1][0])
+    td = rlax.transformed_n_step_q_learning(
+        q[:-1], jnp.asarray(batch.data.action[0, :-1]), q[1:], jnp.argmax(q[1:], -1),
+        jnp.asarray(batch.data.reward[0, :-1]), jnp.full(4, 0.5), n=2,
+        tx_pair=rlax.SIGNED_HYPERBOLIC_PAIR)
+    np.testing.assert_allclose(loss, 0.5 * jnp.sum(td ** 2), rtol=1e-5)
+    np.testing.assert_allclose(
+        priorities[0], 0.9 * jnp.max(jnp.abs(td)) + 0.1 * jnp.mean(jnp.abs(td)), rtol=1e-5)
+
+
+def test_burn_in_equals_starting_from_the_burnt_in_state(small_networks, world_batch):
+    # Loss with burn-in == loss on the trace alone, started from the states the online
+    # and target networks reach after the burn-in steps.
+    nets = small_networks
+    params = nets.init(jax.random.PRNGKey(1))
+    target_params = nets.init(jax.random.PRNGKey(2))
+    batch = jax.tree.map(jnp.asarray, world_batch)
+    batch = batch._replace(data=batch.data._replace(
+        start_of_episode=batch.data.start_of_episode.at[1, 4].set(True),
+        core_state=hk.LSTMState(jnp.full((BATCH, 64), 0.3), jnp.full((BATCH, 64), -0.2))))
+    config = _config(rlax.SIGNED_HYPERBOLIC_PAIR)._replace(burn_in_length=BURN_IN)
+    loss, (priorities, _) = r2d2_loss(nets, config, params, target_params,
+                                      jax.random.PRNGKey(0), batch)
+
+    burn = jax.tree.map(lambda x: jnp.swapaxes(x[:, :BURN_IN], 0, 1), batch.data.observation)
+    start = jnp.swapaxes(batch.data.start_of_episode[:, :BURN_IN], 0, 1)
+    _, online_state = nets.unroll(params, None, burn, batch.data.core_state, start)
+    _, target_state = nets.unroll(target_params, None, burn, batch.data.core_state, start)
+    trace = batch._replace(data=jax.tree.map(lambda x: x[:, BURN_IN:],
+                                             batch.data._replace(core_state=None)))
+
+    if _tree_equal(online_state, target_state):
+        pytest.fail("online and target states should differ in this test")
+    # Online and target start from different states: splice them by running the loss
+    # with a network that picks the target state when given target parameters.
+    spliced = R2D2Networks(
+        init=nets.init, apply=nets.apply, initial_state=nets.initial_state,
+        num_actions=nets.num_actions, environment_spec=None,
+        unroll=lambda p, k, o, s, st=None: nets.unroll(
+            p, k, o, target_state if p is target_params else online_state, st),
+    )
+    expected, (expected_priorities, _) = r2d2_loss(
+        spliced, config._replace(burn_in_length=0), params, target_params,
+        jax.random.PRNGKey(0), trace._replace(data=trace.data._replace(
+            core_state=online_state)))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(priorities, expected_priorities, rtol=1e-5)
+
+
 # -- the learner ----------------------------------------------------------------
 
 

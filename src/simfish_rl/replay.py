@@ -261,7 +261,8 @@ class SequenceReplayBuffer:
         slot = info.index % self.slots_per_world
         current = (state.sequence_start[slot] == info.start) & state.valid[world, slot]
         world = jnp.where(current, world, self.num_worlds)  # out of range: dropped
-        priorities = jnp.asarray(priorities, jnp.float32)
+        # A tiny floor keeps every stored sequence sampleable.
+        priorities = jnp.maximum(jnp.asarray(priorities, jnp.float32), 1e-6)
         new = state.priorities.at[world, slot].set(priorities, mode="drop")
         max_priority = jnp.maximum(
             state.max_priority, jnp.max(jnp.where(current, priorities, 0.0))

@@ -90,15 +90,17 @@ def main() -> None:
     learner.step()
     compile_s = time.perf_counter() - t0
     learner.step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         learner.step()
-    jax.block_until_ready(learner.params)
-    elapsed = time.perf_counter() - t0
+    jax.block_until_ready(learner.state.params)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}")
     print(f"batch {args.batch} x {length} steps (burn-in {args.burn_in}, trace {args.trace})")
     print(f"first step (compile + run): {compile_s:.1f} s")
     print(f"learner steps/s: {args.steps / elapsed:.2f}  (SGD steps/s: {2 * args.steps / elapsed:.2f})")
+    print(f"CPU time per learner step: {cpu / args.steps:.3f} s "
+          f"(load average {os.getloadavg()[0]:.1f}: other processes slow the wall clock)")
     print(f"priority updates: {replay.updates}, sgd steps: {learner.steps}")
     bench_replay(args.batch, length)
 

@@ -423,14 +423,17 @@ class Counter:
 
 
 class _Prefetcher:
-    """Pulls items from an iterator on a daemon thread into a bounded queue."""
+    """Pulls items from an iterator on a daemon thread into a bounded queue.
+
+    The thread starts at the first ``next()``, so building a learner before
+    replay can sample is fine.
+    """
 
     _END = object()
 
     def __init__(self, iterator: Iterator, size: int):
         self._queue: queue.Queue = queue.Queue(maxsize=size)
         self._thread = threading.Thread(target=self._run, args=(iterator,), daemon=True)
-        self._thread.start()
 
     def _run(self, iterator: Iterator) -> None:
         try:
@@ -445,6 +448,8 @@ class _Prefetcher:
         return self
 
     def __next__(self):
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
         item = self._queue.get()
         if item is self._END:
             self._queue.put(item)

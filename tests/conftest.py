@@ -53,12 +53,18 @@ SMALL_OVERRIDES = {
 
 @dataclasses.dataclass(frozen=True)
 class Jitted:
-    """An environment with jitted reset(key, params) / step(state, action, key, params)."""
+    """An environment with jitted reset(key, params) / step(state, action, key, params).
+
+    ``vreset(keys [B], params)`` and ``vstep(states, actions [B], keys [B], params)``
+    are the jitted vmapped versions (params shared by all worlds).
+    """
 
     env: SimFishEnv
     reset: callable
     step: callable
     info: callable
+    vreset: callable
+    vstep: callable
 
     @property
     def params(self):
@@ -79,11 +85,20 @@ class Jitted:
 
 def _jitted(config) -> Jitted:
     env = SimFishEnv(config, Actions.default())
+
+    def reset(key, params):
+        return env.reset(key, params)
+
+    def step(state, action, key, params):
+        return env.step(state, action, key, params)
+
     return Jitted(
         env=env,
-        reset=jax.jit(lambda key, params: env.reset(key, params)),
-        step=jax.jit(lambda state, action, key, params: env.step(state, action, key, params)),
+        reset=jax.jit(reset),
+        step=jax.jit(step),
         info=jax.jit(env.info),
+        vreset=jax.jit(jax.vmap(reset, in_axes=(0, None))),
+        vstep=jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None))),
     )
 
 

@@ -100,10 +100,11 @@ def test_users_attributes(base_env, small_config):
     assert salt.shape == (2,) and 0 <= salt[0] <= 600 and 0 <= salt[1] <= 500
 
 
-def test_same_seed_same_episode(small_config):
+def test_same_seed_same_episode(base_env):
     runs = []
     for _ in range(2):
-        env = BaseEnvironment(small_config, seed=11)
-        env.reset()
-        runs.append([float(env.step(a % 21).reward) for a in range(10)] + [env.get_info()])
+        base_env.seed(11)
+        base_env.reset()
+        runs.append([float(base_env.step(a % 21).reward) for a in range(10)])
+        runs[-1].append(base_env.get_info())
     assert repr(runs[0]) == repr(runs[1])  # repr: NaN predator positions compare equal

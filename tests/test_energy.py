@@ -14,8 +14,7 @@ ACTIONS = Actions.default()
 
 
 def _random_play(world, params, key, worlds=8, steps=80):
-    reset = jax.vmap(world.reset, in_axes=(0, None))
-    step = jax.vmap(world.step, in_axes=(0, 0, 0, None))
+    reset, step = world.vreset, world.vstep
     state, ts = reset(jax.random.split(key, worlds), params)
     for i in range(steps):
         k_a, k_s = jax.random.split(jax.random.fold_in(key, i))
@@ -101,7 +100,7 @@ def test_fixed_energy_level_holds(small_world):
         fixed_energy_level=jnp.float32(0.7),
         init_energy=jnp.float32(0.7),
     )
-    for state, ts in _random_play(small_world, params, jax.random.PRNGKey(5), worlds=2, steps=20):
+    for state, ts in _random_play(small_world, params, jax.random.PRNGKey(5), steps=20):
         np.testing.assert_array_equal(np.asarray(state.fish.energy), np.float32(0.7))
         assert np.all(np.asarray(ts.discount) == 1.0)
 

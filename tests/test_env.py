@@ -69,8 +69,7 @@ def test_same_key_gives_bit_identical_trajectories(small_world):
 def test_vmap_over_8_worlds_equals_8_single_runs(small_world):
     params = small_world.params
     keys = jax.random.split(jax.random.PRNGKey(9), 8)
-    reset = jax.vmap(small_world.reset, in_axes=(0, None))
-    step = jax.vmap(small_world.step, in_axes=(0, 0, 0, None))
+    reset, step = small_world.vreset, small_world.vstep
     state, _ = reset(keys, params)
     singles = [small_world.reset(k, params)[0] for k in keys]
     for i in range(12):

@@ -122,8 +122,7 @@ def test_wall_stops_fish_counts_touch_and_penalises(golden_world, start, wall_bo
 def test_fish_never_leaves_the_arena_under_random_play(small_world, wall_bounce):
     """Property over keys and both wall modes: random bouts, 8 worlds x 120 steps."""
     params = small_world.params.replace(wall_bounce=jnp.asarray(wall_bounce))
-    reset = jax.vmap(small_world.reset, in_axes=(0, None))
-    step = jax.vmap(small_world.step, in_axes=(0, 0, 0, None))
+    reset, step = small_world.vreset, small_world.vstep
     key = jax.random.PRNGKey(7 + int(wall_bounce))
     state, _ = reset(jax.random.split(key, 8), params)
     touches = 0

@@ -86,14 +86,14 @@ def test_prey_counts_respect_capacity_with_reproduction(cloud_world):
     static = cloud_world.env.static
     num = int(cloud_world.params.prey_num)
     assert static.reproduction and static.prey_capacity >= num + static.cloud_num
-    reset = jax.vmap(cloud_world.reset, in_axes=(0, None))
-    step = jax.vmap(cloud_world.step, in_axes=(0, None, 0, None))
+    reset, step = cloud_world.vreset, cloud_world.vstep
     state, _ = reset(jax.random.split(jax.random.PRNGKey(4), 4), cloud_world.params)
+    null = jnp.full((4,), NULL)
     counts, births = [], 0
     for i in range(80):
         prev_alive = np.asarray(state.prey.alive)
         state, _ = step(
-            state, NULL, jax.random.split(jax.random.PRNGKey(100 + i), 4), cloud_world.params
+            state, null, jax.random.split(jax.random.PRNGKey(100 + i), 4), cloud_world.params
         )
         alive = np.asarray(state.prey.alive)
         births += int(np.sum(alive & ~prev_alive))

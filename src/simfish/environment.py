@@ -58,9 +58,7 @@ class BaseEnvironment(dm_env.Environment):
         self.config = _as_config(env_variables)
         self.actions = as_actions(actions)
         self.env = SimFishEnv(self.config, self.actions, vision=vision)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
-        self._key = jax.random.PRNGKey(seed)
+        self.seed(seed)
         self._reset_fn = jax.jit(self.env.reset)
         self._step_fn = jax.jit(self.env.step)
         self._info_fn = jax.jit(self.env.info)
@@ -68,6 +66,13 @@ class BaseEnvironment(dm_env.Environment):
         self._reset_next = True
 
     # -------------------------------------------------------------- dm_env
+
+    def seed(self, seed: int | None = None) -> None:
+        """Re-seeds the world's PRNG (None: fresh entropy); the next step resets."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        self._key = jax.random.PRNGKey(seed)
+        self._reset_next = True
 
     def _next_key(self) -> jax.Array:
         self._key, key = jax.random.split(self._key)

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simfish.actions import Actions
 from simfish.physics import bounce, coast
@@ -135,3 +137,31 @@ def test_fish_never_leaves_the_arena_under_random_play(small_world, wall_bounce)
         assert np.all((y >= 0) & (y <= float(params.height)))
         touches += int(np.sum(np.asarray(state.last_events.wall_touches)))
     assert touches > 0  # the walls were actually tested
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    width=st.integers(200, 1200),
+    height=st.integers(200, 1200),
+    wall_bounce=st.booleans(),
+)
+def test_property_fish_stays_inside_any_arena(small_world, seed, width, height, wall_bounce):
+    """Hypothesis over keys, (non-square) arena sizes and wall modes; 8 worlds x 40 steps."""
+    params = small_world.params.replace(
+        width=jnp.float32(width),
+        height=jnp.float32(height),
+        dark_y=jnp.float32(0.3 * height),
+        wall_bounce=jnp.asarray(wall_bounce),
+    )
+    key = jax.random.PRNGKey(seed)
+    state, _ = small_world.vreset(jax.random.split(key, 8), params)
+    for i in range(40):
+        k_a, k_s = jax.random.split(jax.random.fold_in(key, i))
+        actions = jax.random.randint(k_a, (8,), 0, ACTIONS.num_actions)
+        state, _ = small_world.vstep(state, actions, jax.random.split(k_s, 8), params)
+        x, y = np.asarray(state.fish.x), np.asarray(state.fish.y)
+        assert np.all((x >= 0) & (x <= width)) and np.all((y >= 0) & (y <= height))
+        alive = np.asarray(state.prey.alive)
+        px, py = np.asarray(state.prey.x)[alive], np.asarray(state.prey.y)[alive]
+        assert np.all((px >= 0) & (px <= width)) and np.all((py >= 0) & (py <= height))

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simfish.errors import SimFishError
+from simfish.vision.light import luminance
 
 # Number of Fourier features of a sediment texture (a static shape).
 SEDIMENT_FEATURES = 64
@@ -240,6 +241,7 @@ def render_sediment(
     width: int,
     height: int,
     px: float = 1.0,
+    light=None,
 ) -> np.ndarray:
     """Renders a region of the texture as a numpy image (for logs and video).
 
@@ -248,6 +250,8 @@ def render_sediment(
       x0, y0: arena coordinates of the top-left pixel centre.
       width, height: image size in pixels.
       px: arena px per image pixel.
+      light: optional :class:`~simfish.vision.light.LightField`; if given, the
+        texture is multiplied by the luminance (dark band, 0 outside the arena).
 
     Returns:
       float32 [height, width], row = y, column = x.
@@ -259,4 +263,7 @@ def render_sediment(
         ys = y0 + px * np.arange(r0, min(height, r0 + rows_per_chunk), dtype=np.float32)
         grid = np.stack(np.meshgrid(xs, ys), axis=-1)
         out[r0 : r0 + ys.shape[0]] = np.asarray(_render_jit(sediment, jnp.asarray(grid)))
+    if light is not None:
+        xs_grid, ys_grid = np.meshgrid(xs, y0 + px * np.arange(height, dtype=np.float32))
+        out *= np.asarray(luminance(light, jnp.stack([xs_grid, ys_grid], axis=-1)))
     return out

@@ -251,7 +251,10 @@ def integrate_step(
     # Pick the prey that may interact with the fish during this step.
     d2 = (px - fish_xy_v[0]) ** 2 + (py - fish_xy_v[1]) ** 2
     _, near = jax.lax.top_k(jnp.where(prey_alive, -d2, -jnp.inf), k)
-    take = lambda a: a[near]  # noqa: E731
+
+    def take(a):
+        return a[near]
+
     near_plan = plan.replace(
         prey_hx=take(plan.prey_hx),
         prey_hy=take(plan.prey_hy),

@@ -9,6 +9,7 @@ predator, sediment, key) returning the visual observation
 from simfish.vision.layout import EyeLayout, make_layout, uv_receptor_offsets
 from simfish.vision.light import LightField, make_light_field
 from simfish.vision.observe import ReceptorSignals, Vision, make_vision, ray_pixel_density
+from simfish.vision.picture import eyes_picture, write_png
 from simfish.vision.sediment import (
     SEDIMENT_FEATURES,
     Sediment,
@@ -21,6 +22,7 @@ from simfish.vision.sediment import (
     square_stripes_sediment,
     stripes_sediment,
 )
+from simfish.vision.world import episode_sediment, make_vision_fn
 
 __all__ = [
     "SEDIMENT_FEATURES",
@@ -31,9 +33,12 @@ __all__ = [
     "Vision",
     "checker_sediment",
     "constant_sediment",
+    "episode_sediment",
+    "eyes_picture",
     "make_layout",
     "make_light_field",
     "make_sediment",
+    "make_vision_fn",
     "make_vision",
     "ray_pixel_density",
     "render_sediment",
@@ -42,4 +47,5 @@ __all__ = [
     "square_stripes_sediment",
     "stripes_sediment",
     "uv_receptor_offsets",
+    "write_png",
 ]

@@ -225,8 +225,9 @@ def poisson(key: jax.Array, lam: jax.Array) -> jax.Array:
     counts need one uniform each instead. For means up to 12 the count is
     found by inverting the CDF over its first 40 terms (exact up to a tail
     probability below 1e-9); for larger means, where the Poisson law is close
-    to normal, it is round(lam + sqrt(lam) z) with z the normal quantile of
-    the same uniform (mean and variance lam, skewness ignored).
+    to normal, it is round(lam + sqrt(lam) z + (z^2 - 1) / 6) with z the
+    normal quantile of the same uniform (Cornish-Fisher: mean lam, variance
+    lam + 0.06, skewness 1 / sqrt(lam), as the Poisson law).
     """
     lam = jnp.maximum(lam, 0.0)
     u = jax.random.uniform(key, lam.shape, minval=1e-7, maxval=1.0 - 1e-7)
@@ -238,7 +239,9 @@ def poisson(key: jax.Array, lam: jax.Array) -> jax.Array:
         count = count + (u > cdf)
         term = term * small / k
         cdf = cdf + term
-    normal = jnp.floor(lam + jnp.sqrt(lam) * jax.scipy.special.ndtri(u) + 0.5)
+    z = jax.scipy.special.ndtri(u)
+    # Cornish-Fisher: the (z^2 - 1) / 6 term gives the Poisson skewness 1 / sqrt(lam).
+    normal = jnp.floor(lam + jnp.sqrt(lam) * z + (z * z - 1.0) / 6.0 + 0.5)
     large = lam > POISSON_INVERSION_MAX_MEAN
     return jnp.where(large, jnp.maximum(normal, 0.0), count).astype(jnp.float32)
 

@@ -16,7 +16,9 @@ NULL = ACTIONS.get_action_id("Null")
 @pytest.fixture(scope="module")
 def base_env(small_config):
     """Built from the users' flat dict and list of action dicts."""
-    return BaseEnvironment(small_config.to_flat_dict(), ACTIONS.get_all_actions(), seed=3)
+    return BaseEnvironment(
+        small_config.to_flat_dict(), ACTIONS.get_all_actions(), seed=3, vision=None
+    )
 
 
 def test_dm_env_episode_semantics(base_env):
@@ -51,7 +53,7 @@ def test_dm_env_episode_semantics(base_env):
 
 def test_starvation_is_last_with_discount_zero(small_config):
     cfg = small_config.replace({"fish.init_energy_level": 0.0005})
-    env = BaseEnvironment(cfg, seed=0)
+    env = BaseEnvironment(cfg, seed=0, vision=False)
     env.reset()
     ts = env.step(ACTIONS.get_action_id("BS"))
     assert ts.last() and float(ts.discount) == 0.0
@@ -108,3 +110,15 @@ def test_same_seed_same_episode(base_env):
         runs.append([float(base_env.step(a % 21).reward) for a in range(10)])
         runs[-1].append(base_env.get_info())
     assert repr(runs[0]) == repr(runs[1])  # repr: NaN predator positions compare equal
+
+
+def test_default_world_has_vision():
+    env = BaseEnvironment("normal", seed=0)
+    ts = env.reset()
+    visual, internal = ts.observation.observation
+    assert visual.shape == (139, 3, 2) and visual.dtype == np.float32
+    assert internal.shape == (3,) and visual.max() > 0
+    spec = env.observation_spec()
+    assert spec.observation[0].shape == (139, 3, 2) and spec.observation[1].shape == (3,)
+    ts = env.step(2)
+    assert ts.mid() and ts.observation.observation[0].shape == (139, 3, 2)

@@ -45,7 +45,9 @@ class BaseEnvironment(dm_env.Environment):
         or a preset name / YAML path.
       actions: an ``Actions``, the users' list of action dicts, or None (default set).
       seed: seeds the world's PRNG key (None: fresh entropy).
-      vision: optional vision function passed to ``SimFishEnv``.
+      vision: True (default) for the eyes of ``simfish.vision`` built from
+        the config, a vision function (see ``simfish.env.VisionFn``), or
+        None / False for a vision-less world (observation ``(internal,)``).
     """
 
     def __init__(
@@ -53,11 +55,15 @@ class BaseEnvironment(dm_env.Environment):
         env_variables: SimFishConfig | Mapping[str, Any] | str,
         actions: Actions | Sequence[Mapping[str, Any]] | None = None,
         seed: int | None = None,
-        vision: VisionFn | None = None,
+        vision: VisionFn | bool | None = True,
     ):
         self.config = _as_config(env_variables)
         self.actions = as_actions(actions)
-        self.env = SimFishEnv(self.config, self.actions, vision=vision)
+        if vision is True:
+            from simfish.vision import make_vision_fn
+
+            vision = make_vision_fn(self.config)
+        self.env = SimFishEnv(self.config, self.actions, vision=vision or None)
         self.seed(seed)
         self._reset_fn = jax.jit(self.env.reset)
         self._step_fn = jax.jit(self.env.step)

@@ -260,3 +260,31 @@ def test_sediment_reproducible_bounded_and_small(config):
 def test_sediment_vmaps_over_keys(config):
     sediments = jax.vmap(lambda k: make_sediment(k, config.arena))(jax.random.split(jax.random.key(0), 4))
     assert sediments.wavevectors.shape == (4, 64, 2)
+
+
+def test_receptor_values_by_hand(vision, receptors):
+    """Open water, no dark band at the fish: scatter, prey image and red by hand."""
+    k = 0.01
+    sig = receptors(*world(fish=(1250.0, 1500.0), prey=[rel(30, 0.0, fish=(1250.0, 1500.0))]))
+    # Right eye, frontal receptor 0 (angle -30 deg): ray direction u, eye offset (0, 2.5).
+    a = vision.layout.uv_angles[1, 0]
+    u = np.array([math.cos(a), math.sin(a)])
+    density = abs(u[0]) + abs(u[1]) - 0.5 * abs(u[0] * u[1])
+    scatter = 0.1 * (1 - 0.001) / k * density * math.exp(-k * (u @ np.array([0.0, 2.5])))
+    assert float(sig.uv_scatter[1, 0]) == pytest.approx(scatter, rel=1e-4)
+    # The prey 30 px ahead, seen from the right eye at (0, 2.5): a receptor well inside
+    # the prey's interval shares all its bins with it.
+    rho = math.hypot(30.0, 2.5)
+    theta = math.atan2(-2.5, 30.0)
+    half = math.atan(2.0 / (2 * rho))
+    angles = vision.layout.uv_angles[1]
+    j = int(np.argmin(np.abs(angles - theta)))
+    assert abs(angles[j] - theta) + 0.0133 / 2 < half
+    bins = np.round((angles[j] + 0.0133 / 2) / 0.001) - np.round((angles[j] - 0.0133 / 2) / 0.001) + 1
+    prey = 1.2 * math.exp(-k * rho) * bins
+    assert float(sig.uv[1, j] - sig.uv_scatter[1, j]) == pytest.approx(prey, rel=1e-4)
+    # Red at 50 deg: 30 * exp(-k d), d = distance of the circle point from the body origin.
+    b = vision.layout.red_angles[0, 20]
+    eye = np.array([0.0, -2.5])
+    point = eye + 50 * math.tan(math.radians(50)) * np.array([math.cos(b), math.sin(b)])
+    assert float(sig.red[0, 0, 20]) == pytest.approx(30 * math.exp(-k * np.hypot(*point)), rel=1e-4)

@@ -152,7 +152,7 @@ class SimFishEnv:
         """dm_env specs of the OAR observation."""
         internal = specs.Array((INTERNAL_SIZE,), np.float32, name="internal")
         if self.has_vision:
-            visual = specs.Array((139, 3, 2), np.float32, name="visual")
+            visual = specs.Array(self._visual_shape(), np.float32, name="visual")
             obs = (visual, internal)
         else:
             obs = (internal,)
@@ -175,6 +175,14 @@ class SimFishEnv:
         return specs.BoundedArray((), np.float32, 0.0, 1.0, name="discount")
 
     # ------------------------------------------------------------ internals
+
+    def _visual_shape(self) -> tuple[int, ...]:
+        """Shape of the visual observation (traced abstractly, nothing computed)."""
+
+        def observe(key):
+            return self._observe(self._reset_state(key, self.params), key, self.params)
+
+        return tuple(jax.eval_shape(observe, jax.random.PRNGKey(0)).shape)
 
     def _observe(self, state: EnvState, key: jax.Array, params: EnvParams):
         """The visual observation, or None while no vision function is set."""

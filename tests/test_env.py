@@ -85,7 +85,11 @@ def test_vmap_over_8_worlds_equals_8_single_runs(small_world):
         for b, s in zip(flat_b, flat_s, strict=True):
             if jnp.issubdtype(b.dtype, jax.dtypes.prng_key):
                 b, s = jax.random.key_data(b), jax.random.key_data(s)
-            np.testing.assert_allclose(np.asarray(b), np.asarray(s), rtol=1e-5, atol=1e-3)
+            b, s = np.asarray(b), np.asarray(s)
+            if np.issubdtype(b.dtype, np.floating):  # fusion may differ by an ulp
+                np.testing.assert_allclose(b, s, rtol=1e-6, atol=1e-4)
+            else:
+                np.testing.assert_array_equal(b, s)
 
 
 def test_time_limit_ends_with_discount_one_then_restarts(small_world):

@@ -200,3 +200,21 @@ def test_test_sensory_system_only_rotates():
         state, _ = step(state, a, jax.random.PRNGKey(i))
         assert float(state.fish.angle) == pytest.approx(a0 + 0.1 * (i + 1), abs=1e-5)
         assert (float(state.fish.x), float(state.fish.y)) == (x0, y0)
+
+
+def test_in_light_matches_the_golden_vision_scenes(small_world):
+    """internal[0] of the 34 scenes measured on the users' tool (normal arena, 2500 px)."""
+    import json
+
+    from conftest import GOLDEN_DIR
+    from simfish.fish import in_light
+
+    scenes = json.loads((GOLDEN_DIR / "vision_scenes.json").read_text())["scenes"]
+    internal = np.load(GOLDEN_DIR / "vision_scenes.npz")["internal"]
+    state, _ = small_world.reset(jax.random.PRNGKey(0), small_world.params)
+    for scene, want in zip(scenes, internal[:, 0], strict=True):
+        params = small_world.params.replace(
+            dark_y=jnp.float32(int(scene["arena_dark_fraction"] * 2500))
+        )
+        fish = with_fish(state, *scene["fish_xy"], scene["fish_angle"]).fish
+        assert float(in_light(fish, params)) == float(want), scene

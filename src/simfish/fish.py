@@ -69,5 +69,5 @@ def clamp_to_arena(x, y, params: EnvParams):
 
 
 def in_light(fish: FishState, params: EnvParams):
-    """1.0 when the fish is outside the dark band (rows y < dark_y), else 0.0."""
-    return (fish.y >= params.dark_y).astype(jnp.float32)
+    """1.0 when the fish is below the dark band (y > dark_y, or no band), else 0.0."""
+    return ((fish.y > params.dark_y) | (params.dark_y <= 0.0)).astype(jnp.float32)

@@ -82,7 +82,7 @@ class EnvParams:
     # Arena.
     width: jnp.ndarray
     height: jnp.ndarray
-    dark_y: jnp.ndarray  # rows y < dark_y are dark
+    dark_y: jnp.ndarray  # the dark band: rows y <= dark_y (an integer row; 0: none)
     wall_bounce: jnp.ndarray
     # Fish.
     mouth_radius: jnp.ndarray
@@ -204,7 +204,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         max_steps=_i(max_steps),
         width=_f(config.arena.width),
         height=_f(config.arena.height),
-        dark_y=_f(config.arena.dark_fraction * config.arena.height),
+        dark_y=_f(int(config.arena.dark_fraction * config.arena.height)),
         wall_bounce=_b(config.arena.wall_bounce),
         mouth_radius=_f(fish.mouth_radius),
         head_radius=_f(fish.head_radius),

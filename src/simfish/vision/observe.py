@@ -20,6 +20,7 @@ import numpy as np
 from simfish.vision.layout import EyeLayout, make_layout
 from simfish.vision.light import LightField, in_light, luminance, make_light_field, ray_integral
 from simfish.vision.prey import prey_uv, receptor_bins
+from simfish.vision.raster import RasterCircle, make_raster_circle, raster_red_signal
 from simfish.vision.red import red_signal
 from simfish.vision.sediment import Sediment
 
@@ -72,6 +73,10 @@ class Vision:
       shot_noise: draw Poisson photon counts.
       pixel_density: weight the scatter by :func:`ray_pixel_density`.
       uv_bins_lo, uv_bins_hi: [2, P_uv] receptor bins of the prey projection.
+      red_sampling: "circle" (default: the exact viewing circle around the
+        eye) or "pixel" (the users' rasterised circles, see
+        :mod:`simfish.vision.raster`; not mirror-symmetric).
+      raster_circles: one :class:`RasterCircle` per elevation (pixel sampling).
     """
 
     layout: EyeLayout
@@ -88,6 +93,8 @@ class Vision:
     pixel_density: bool
     uv_bins_lo: np.ndarray
     uv_bins_hi: np.ndarray
+    red_sampling: str = "circle"
+    raster_circles: tuple[RasterCircle, ...] = ()
 
     @property
     def num_positions(self) -> int:
@@ -162,9 +169,11 @@ class Vision:
 
         # Red: lit sediment on the viewing circles, predator shadow.
         red_abs = fish_angle + jnp.asarray(self.layout.red_angles, dtype=jnp.float32)
-        red = red_signal(
-            self.light, sediment, fish_xy, eyes, red_abs, self.red_radii, self.red_rf_size,
-            predator_xy, predator_present, self.predator_radius,
+        red_fn = raster_red_signal if self.red_sampling == "pixel" else red_signal
+        red = red_fn(
+            self.light, sediment, fish_xy, eyes, red_abs,
+            self.raster_circles if self.red_sampling == "pixel" else self.red_radii,
+            self.red_rf_size, predator_xy, predator_present, self.predator_radius,
         )
         return ReceptorSignals(uv=uv, uv_scatter=scatter, red=red)
 
@@ -246,7 +255,13 @@ def poisson(key: jax.Array, lam: jax.Array) -> jax.Array:
     return jnp.where(large, jnp.maximum(normal, 0.0), count).astype(jnp.float32)
 
 
-def make_vision(config, *, shot_noise: bool | None = None, pixel_density: bool = True) -> Vision:
+def make_vision(
+    config,
+    *,
+    shot_noise: bool | None = None,
+    pixel_density: bool = True,
+    red_sampling: str = "circle",
+) -> Vision:
     """Builds the :class:`Vision` of a :class:`~simfish.config.SimFishConfig`.
 
     Args:
@@ -256,10 +271,14 @@ def make_vision(config, *, shot_noise: bool | None = None, pixel_density: bool =
       shot_noise: overrides ``config.eyes.shot_noise``.
       pixel_density: weight the UV scatter by the users' ray pixel density
         (see :func:`ray_pixel_density`).
+      red_sampling: "circle" (default) or "pixel" (reproduce the users'
+        rasterised viewing circles, for comparisons with their data).
 
     Returns:
       The :class:`Vision`.
     """
+    if red_sampling not in ("circle", "pixel"):
+        raise ValueError(f"red_sampling must be 'circle' or 'pixel', got {red_sampling!r}")
     eyes = config.eyes
     layout = make_layout(eyes)
     light = make_light_field(config.arena, 0.5 if config.test_sensory_system else None)
@@ -282,4 +301,8 @@ def make_vision(config, *, shot_noise: bool | None = None, pixel_density: bool =
         pixel_density=pixel_density,
         uv_bins_lo=lo,
         uv_bins_hi=hi,
+        red_sampling=red_sampling,
+        raster_circles=tuple(
+            make_raster_circle(r, float(eyes.red_photoreceptor_rf_size)) for r in radii
+        ),
     )

@@ -288,3 +288,19 @@ def test_receptor_values_by_hand(vision, receptors):
     eye = np.array([0.0, -2.5])
     point = eye + 50 * math.tan(math.radians(50)) * np.array([math.cos(b), math.sin(b)])
     assert float(sig.red[0, 0, 20]) == pytest.approx(30 * math.exp(-k * np.hypot(*point)), rel=1e-4)
+
+
+def test_non_square_arena_walls():
+    config = load_config("normal", {"eyes.shot_noise": False, "arena.width": 3000,
+                                    "arena.height": 1200, "arena.dark_fraction": 0.0})
+    observe = jax.jit(make_vision(config).observe)
+    centre = np.asarray(observe(*world(fish=(1500.0, 600.0), angle=math.pi / 2)))
+    # Heading +y: the left eye faces +x, towards the wall at x = 3000.
+    east = np.asarray(observe(*world(fish=(2980.0, 600.0), angle=math.pi / 2)))
+    assert east[:, 0, 0].mean() < 0.7 * centre[:, 0, 0].mean()
+    assert abs(east[:, 0, 1].mean() - centre[:, 0, 1].mean()) < 1.5
+    # Heading +x: the right eye faces +y, towards the wall at y = 1200.
+    south = np.asarray(observe(*world(fish=(1500.0, 1180.0), angle=0.0)))
+    ahead = np.asarray(observe(*world(fish=(1500.0, 600.0), angle=0.0)))
+    assert south[:, 0, 1].mean() < 0.7 * ahead[:, 0, 1].mean()
+    assert south[:, 1, 1].min() == 0.0 and ahead[:, 1, 1].min() > 10  # red circle crosses the wall

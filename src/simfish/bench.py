@@ -83,9 +83,9 @@ def run(
         raise ValueError(f"unknown benchmark {what!r} (choose from {', '.join(KINDS)})")
     vision = None
     if what == "env":
-        from simfish.vision import make_env_vision
+        from simfish.vision.world import make_vision_fn
 
-        vision = make_env_vision(config)
+        vision = make_vision_fn(config)
     env = SimFishEnv(config, actions or Actions.default(), vision=vision)
     rows = []
     for batch in batch_sizes:

@@ -91,14 +91,19 @@ def main() -> None:
     compile_s = time.perf_counter() - t0
     learner.step()
     t0, c0 = time.perf_counter(), time.process_time()
+    per_step = []
     for _ in range(args.steps):
-        learner.step()
+        t = time.perf_counter()
+        learner.step()  # returns float metrics: the step has finished
+        per_step.append(time.perf_counter() - t)
     jax.block_until_ready(learner.state.params)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}")
     print(f"batch {args.batch} x {length} steps (burn-in {args.burn_in}, trace {args.trace})")
     print(f"first step (compile + run): {compile_s:.1f} s")
     print(f"learner steps/s: {args.steps / elapsed:.2f}  (SGD steps/s: {2 * args.steps / elapsed:.2f})")
+    print(f"per-step wall time: median {np.median(per_step):.3f} s, best {min(per_step):.3f} s "
+          f"(best = {1 / min(per_step):.2f} learner steps/s)")
     print(f"CPU time per learner step: {cpu / args.steps:.3f} s "
           f"(load average {os.getloadavg()[0]:.1f}: other processes slow the wall clock)")
     print(f"priority updates: {replay.updates}, sgd steps: {learner.steps}")

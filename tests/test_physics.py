@@ -165,3 +165,44 @@ def test_property_fish_stays_inside_any_arena(small_world, seed, width, height, 
         alive = np.asarray(state.prey.alive)
         px, py = np.asarray(state.prey.x)[alive], np.asarray(state.prey.y)[alive]
         assert np.all((px >= 0) & (px <= width)) and np.all((py >= 0) & (py <= height))
+
+
+def test_coasting_far_prey_matches_the_full_substep_loop():
+    """Detailed loop for the nearest prey only == detailed loop for every prey."""
+    import dataclasses
+
+    from conftest import _jitted
+    from simfish.config import load_config
+
+    cfg = load_config(
+        "normal",
+        {
+            "arena.width": 1200,
+            "arena.height": 1000,
+            "prey.num": 40,
+            "predator.probability_per_epoch_step": 0.0,
+        },
+    )
+    near, full = _jitted(cfg), _jitted(cfg)
+    assert 8 <= near.env.static.n_near_prey < 40
+    full.env.static = dataclasses.replace(full.env.static, n_near_prey=40)
+    # Prey sense the fish only close by, so those far away never escape.
+    params = near.params.replace(sensing_distance=jnp.float32(30.0))
+    key = jax.random.PRNGKey(12)
+    s_near, _ = near.reset(key, params)
+    s_full = s_near
+    for i in range(25):
+        k = jax.random.fold_in(key, i)
+        a = int(jax.random.randint(k, (), 0, 2)) if i % 3 else 2  # mostly capture swims
+        s_near, _ = near.step(s_near, a, k, params)
+        s_full, _ = full.step(s_full, a, k, params)
+    np.testing.assert_array_equal(np.asarray(s_near.prey.alive), np.asarray(s_full.prey.alive))
+    for name in ("x", "y", "vx", "vy"):
+        np.testing.assert_allclose(
+            np.asarray(getattr(s_near.prey, name)),
+            np.asarray(getattr(s_full.prey, name)),
+            atol=1e-2,
+        )
+        np.testing.assert_allclose(
+            float(getattr(s_near.fish, name)), float(getattr(s_full.fish, name)), atol=1e-3
+        )

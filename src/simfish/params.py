@@ -26,10 +26,11 @@ DAMPING_PER_SECOND = 0.7**50
 START_MARGIN = 40.0
 #: Prey within this distance (px) of the fish do not die of old age.
 DEATH_PROTECTION_DISTANCE = 200.0
-#: Prey handled by the detailed sub-step loop each step (the nearest ones).
-#: A step moves the fish at most ~15 mm, so only prey within reach can touch
-#: it; 16 covers a fish inside the densest preset cloud.
-NEAR_PREY = 16
+#: Distance (px) within which a prey may interact with the fish during one
+#: step: the longest bouts cover ~15 mm, plus the tail and the sensing range.
+REACH_PX = 200.0
+#: Fewest prey handled by the detailed sub-step loop each step.
+MIN_NEAR_PREY = 8
 #: Number of candidate spawn angles tried for a predator.
 PREDATOR_SPAWN_TRIES = 16
 
@@ -160,6 +161,24 @@ def _nan_if_none(x) -> jnp.ndarray:
     return _f(math.nan if x is None else x)
 
 
+def near_prey_count(config: SimFishConfig, capacity: int) -> int:
+    """How many prey (nearest to the fish) get the detailed sub-step treatment.
+
+    The others cannot reach the fish within a step and coast in closed form.
+    The count covers the prey expected within ``REACH_PX`` of the fish with a
+    wide margin: a whole cloud plus 8 with clouds; otherwise twice the
+    expected number at uniform density plus 4 (at least ``MIN_NEAR_PREY``).
+    """
+    prey = config.prey
+    if prey.cloud_num > 0:
+        wanted = math.ceil(prey.num / prey.cloud_num) + 1 + MIN_NEAR_PREY
+    else:
+        area = float(config.arena.width) * float(config.arena.height)
+        expected = prey.num * math.pi * REACH_PX**2 / area
+        wanted = max(MIN_NEAR_PREY, math.ceil(2.0 * expected) + 4)
+    return int(min(capacity, wanted))
+
+
 def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, StaticParams]:
     """Converts a typed config and an action set into (traced, static) parameters.
 
@@ -194,7 +213,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         test_sensory_system=bool(config.test_sensory_system),
         num_actions=int(actions.num_actions),
         null_action=int(null_action),
-        n_near_prey=min(max(capacity, 1), NEAR_PREY),
+        n_near_prey=near_prey_count(config, max(capacity, 1)),
     )
     fixed = fish.fixed_energy_level is not None
     init_energy = 1.0 if fish.init_energy_level is None else fish.init_energy_level

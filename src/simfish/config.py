@@ -36,6 +36,7 @@ PRESETS = (
     "tethered_prey",
     "tethered_pred",
     "tethered_prey_pred",
+    "small",
 )
 
 

@@ -17,25 +17,12 @@ from simfish.actions import Actions
 from simfish.config import load_config
 from simfish.vector import episode_stats
 from simfish_rl.actor import BatchedActor
-from simfish_rl.config import TrainingConfig
+from simfish_rl.config import training_profile
 from simfish_rl.eval_simfish_agent import load_policy
 from simfish_rl.training import make_env, train
 
 THRESHOLD = 1.5
 NUM_WORLDS = 32
-FAST_TRAINING = {
-    "num_envs": NUM_WORLDS,
-    "burn_in_length": 4,
-    "trace_length": 20,
-    "sequence_period": 10,
-    "bootstrap_n": 3,
-    "batch_size": 32,
-    "min_replay_size": 64,
-    "max_replay_size": 4000,
-    "learning_rate": 5e-4,
-    "target_update_period": 100,
-    "variable_update_period": 20,
-}
 
 
 def prey_per_episode(actor, params, epsilon, key, episodes_per_world=2):
@@ -54,7 +41,7 @@ def prey_per_episode(actor, params, epsilon, key, episodes_per_world=2):
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("learning") / "run"
     config = load_config("small")
-    train(run_dir, config, TrainingConfig().replace(FAST_TRAINING), num_steps=40_000, seed=0,
+    train(run_dir, config, training_profile("quick", {"num_envs": NUM_WORLDS}), num_steps=40_000, seed=0,
           progress=False)
     env = make_env(config, Actions.default())
     networks, params, _ = load_policy(run_dir, env)

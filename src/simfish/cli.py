@@ -86,7 +86,7 @@ def _bench(args: argparse.Namespace) -> int:
 @_command("train")
 def _train(args: argparse.Namespace) -> int:
     from simfish.config import parse_override
-    from simfish_rl.config import TrainingConfig
+    from simfish_rl.config import training_profile
     from simfish_rl.training import RunDir, train
 
     run = RunDir(Path(args.run_dir))
@@ -96,7 +96,8 @@ def _train(args: argparse.Namespace) -> int:
     options = dict(parse_override(text) for text in (args.train or []))
     if args.num_envs is not None:
         options["num_envs"] = args.num_envs
-    training = TrainingConfig().replace(options) if (options or not run.exists()) else None
+    fresh = options or args.profile or not run.exists()
+    training = training_profile(args.profile or "users", options) if fresh else None
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
     summary = train(
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of a new run")
     p.add_argument("--num-envs", type=_positive_int, default=None,
                    help="worlds stepped in parallel (training option num_envs)")
+    p.add_argument("--profile", default=None, choices=["users", "quick"],
+                   help="training options: users (their defaults, SPEC 6) or quick (short "
+                        "sequences, small replay: demos and small worlds); default users")
     p.add_argument("--train", action="append", metavar="KEY=VALUE",
                    help="override a training option, e.g. --train batch_size=16")
     p.add_argument("--overlap", action="store_true",

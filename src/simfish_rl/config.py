@@ -144,3 +144,34 @@ class TrainingConfig:
             return cls().replace(data)
         except TrainingConfigError as err:
             raise TrainingConfigError(f"{path}: {err}") from None
+
+
+#: Named sets of training options. ``users``: the users' own settings (the
+#: defaults). ``quick``: short sequences, a small replay and a faster learning
+#: rate, for demos, tutorials and smoke tests on small worlds (e.g. the
+#: ``small`` preset, where it learns to hunt within a minute or two of CPU).
+PROFILES: dict[str, dict[str, Any]] = {
+    "users": {},
+    "quick": {
+        "num_envs": 32,
+        "burn_in_length": 4,
+        "trace_length": 20,
+        "sequence_period": 10,
+        "bootstrap_n": 3,
+        "batch_size": 32,
+        "min_replay_size": 64,
+        "max_replay_size": 4000,
+        "learning_rate": 5e-4,
+        "target_update_period": 100,
+        "variable_update_period": 20,
+    },
+}
+
+
+def training_profile(name: str, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
+    """The named training profile (see ``PROFILES``), with option overrides."""
+    if name not in PROFILES:
+        raise TrainingConfigError(
+            f"unknown training profile '{name}' (profiles: {', '.join(PROFILES)})"
+        )
+    return TrainingConfig().replace({**PROFILES[name], **(overrides or {})})

@@ -335,6 +335,7 @@ def _integrate_detailed(
     tail_end = -(hr + tail)
     tail_slope = hr / jnp.maximum(tail, 1e-6)
     cos_pa = jnp.cos(params.permissive_angle)
+    cos_pa_sq = cos_pa * cos_pa
     sensing_sq = params.sensing_distance**2
     jump_kick = params.velocity_jump * (1.0 - d)
     pred_kick = params.predator_velocity * (1.0 - d)
@@ -411,8 +412,8 @@ def _integrate_detailed(
         at_tail = (u <= -hr) & (u >= tail_end - pr) & (jnp.abs(w) <= half_width)
         contact = alive & (at_mouth | at_head | at_tail)
 
-        # Capture: a new mouth contact inside the window, within the permissive angle.
-        dist = jnp.sqrt(d2)
+        # Capture: a new mouth contact inside the window, within the permissive angle
+        # (angle to the prey <= a  <=>  u >= cos(a) |r|, written without the sqrt).
         # A capture bout eats at most one prey: the window closes after a meal.
         in_window = (
             plan.capture_bout
@@ -420,20 +421,28 @@ def _integrate_detailed(
             & (k <= params.capture_last_substep)
             & (carry.n_eaten == 0)
         )
-        can_eat = contact & at_mouth & ~mouth_prev & (u >= cos_pa * dist) & in_window
+        u_sq = u * u
+        cone = cos_pa_sq * d2
+        in_angle = jnp.where(
+            cos_pa >= 0.0, (u >= 0.0) & (u_sq >= cone), (u >= 0.0) | (u_sq <= cone)
+        )
+        can_eat = contact & at_mouth & ~mouth_prev & in_angle & in_window
         any_eat = jnp.any(can_eat)
         eaten = any_eat & (idx == jnp.argmax(can_eat))
         alive = alive & ~eaten
 
         # Push touched prey out of the body (the fish is much heavier).
         pushed = contact & ~eaten
-        safe = jnp.maximum(dist, 1e-6)
+        inv_m = jax.lax.rsqrt(jnp.maximum(d2, 1e-12))
+        dist = d2 * inv_m
         dhx = rx + hr * c
         dhy = ry + hr * s
-        dh = jnp.maximum(jnp.sqrt(dhx * dhx + dhy * dhy), 1e-6)
+        dh_sq = jnp.maximum(dhx * dhx + dhy * dhy, 1e-12)
+        inv_h = jax.lax.rsqrt(dh_sq)
+        dh = dh_sq * inv_h
         side = jnp.where(w >= 0, 1.0, -1.0)
-        nx = jnp.where(at_mouth, rx / safe, jnp.where(at_head, dhx / dh, -s * side))
-        ny = jnp.where(at_mouth, ry / safe, jnp.where(at_head, dhy / dh, c * side))
+        nx = jnp.where(at_mouth, rx * inv_m, jnp.where(at_head, dhx * inv_h, -s * side))
+        ny = jnp.where(at_mouth, ry * inv_m, jnp.where(at_head, dhy * inv_h, c * side))
         depth = jnp.where(
             at_mouth,
             r_mouth - dist,

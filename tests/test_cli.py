@@ -65,3 +65,31 @@ def test_console_script_runs_without_traceback(tmp_path):
     assert proc.stderr.strip() == (
         f"simfish: error: {path}: 'prey.p_slow + prey.p_fast' = 1.2 must be <= 1"
     )
+
+
+def test_stimulus_command_writes_a_loadable_file(tmp_path, capsys):
+    from simfish.stimuli import load_stimulus
+
+    desc = tmp_path / "sweep.yaml"
+    desc.write_text(
+        "num_steps: 50\n"
+        "fish: {x: 2500, y: 2500, angle: 1.5707}\n"
+        "prey: [{kind: sweep, distance_px: 40, lateral_from_px: 50, lateral_to_px: -50,"
+        " speed_px_per_step: 2}]\n"
+    )
+    out = tmp_path / "sweep.h5"
+    assert main(["stimulus", str(desc), str(out)]) == 0
+    assert "1 prey stimuli" in capsys.readouterr().out
+    stim = load_stimulus(out)
+    assert stim.prey_loc.shape == (1, 50, 2)
+    desc.write_text("num_steps: 50\nprey: [{kind: wiggle}]\n")
+    assert main(["stimulus", str(desc), str(tmp_path / "bad.h5")]) == 2
+    err = capsys.readouterr().err
+    assert str(desc) in err and "wiggle" in err
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_show_eyes_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "eyes.png"
+    assert main(["show-eyes", "--config", "small", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

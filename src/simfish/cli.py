@@ -144,6 +144,42 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("stimulus")
+def _stimulus(args: argparse.Namespace) -> int:
+    import yaml
+
+    from simfish.stimuli import StimulusError, stimulus_from_description, write_stimulus
+
+    try:
+        description = yaml.safe_load(Path(args.description).read_text())
+    except OSError as err:
+        raise StimulusError(f"{args.description}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise StimulusError(f"{args.description}: unreadable YAML/JSON ({err})") from None
+    if not isinstance(description, dict):
+        raise StimulusError(f"{args.description}: expected a mapping (num_steps, fish, prey, predator)")
+    try:
+        stimulus = stimulus_from_description(description)
+    except StimulusError as err:
+        raise StimulusError(f"{args.description}: {err}") from None
+    path = write_stimulus(args.output, stimulus.prey_loc, stimulus.predator_loc,
+                          description={"source": str(args.description)})
+    print(f"wrote {path}: {stimulus.num_prey} prey stimuli, "
+          f"{'a' if stimulus.predator_loc is not None else 'no'} predator, "
+          f"{stimulus.num_steps} steps")
+    return 0
+
+
+@_command("show-eyes")
+def _show_eyes(args: argparse.Namespace) -> int:
+    from simfish.eyes import save_eyes_picture
+
+    cfg = _load(args)
+    path = save_eyes_picture(cfg, args.out, seed=args.seed, steps=args.steps)
+    print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Parser.
 
@@ -195,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch sizes (worlds stepped together)")
     p.add_argument("--steps", type=_positive_int, default=200, help="timed steps per batch size")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("stimulus", help="write a stimulus HDF5 file from a YAML description")
+    p.add_argument("description", metavar="DESCRIPTION.yaml",
+                   help="num_steps, fish {x, y, angle}, prey [{kind: sweep, ...}], "
+                        "predator {kind: pass|loom, ...} (see simfish.stimuli)")
+    p.add_argument("output", metavar="OUTPUT.h5", help="the stimulus file to write")
+
+    p = sub.add_parser("show-eyes", help="save a PNG of what the fish sees")
+    _add_config_options(p)
+    p.add_argument("--out", default="eyes.png", help="PNG file to write (default: eyes.png)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode shown")
+    p.add_argument("--steps", type=int, default=0,
+                   help="random steps taken before the picture (default 0: the first step)")
 
     p = sub.add_parser("train", help="train an R2D2 agent (resumes if the run dir has a checkpoint)")
     p.add_argument("--config", "-c", default=None, metavar="NAME_OR_PATH",

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simfish.actions import Actions
+from simfish.config import load_config
+from simfish.params import make_params
 from simfish.physics import bounce, coast
 from simfish.state import with_fish, with_prey
 
@@ -139,19 +141,27 @@ def test_fish_never_leaves_the_arena_under_random_play(small_world, wall_bounce)
     assert touches > 0  # the walls were actually tested
 
 
-@settings(max_examples=6, deadline=None, derandomize=True)
+PRESETS = ("normal", "stage1", "sparse", "empty", "empty_high_energy", "tethered")
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    width=st.integers(200, 1200),
-    height=st.integers(200, 1200),
+    preset=st.sampled_from(PRESETS),
+    size=st.one_of(st.none(), st.tuples(st.integers(200, 1200), st.integers(200, 1200))),
     wall_bounce=st.booleans(),
 )
-def test_property_fish_stays_inside_any_arena(small_world, seed, width, height, wall_bounce):
-    """Hypothesis over keys, (non-square) arena sizes and wall modes; 8 worlds x 40 steps."""
-    params = small_world.params.replace(
+def test_property_fish_stays_inside_any_arena(small_world, seed, preset, size, wall_bounce):
+    """Hypothesis over keys, presets' traced parameters, arena sizes (non-square) and
+    wall modes, in the small world's shapes; 8 worlds x 40 steps."""
+    params, _ = make_params(load_config(preset), ACTIONS)
+    width, height = float(params.width), float(params.height)
+    if size is not None:
+        width, height = map(float, size)
+    params = params.replace(
         width=jnp.float32(width),
         height=jnp.float32(height),
-        dark_y=jnp.float32(0.3 * height),
+        dark_y=jnp.float32(int(0.3 * height)),
         wall_bounce=jnp.asarray(wall_bounce),
     )
     key = jax.random.PRNGKey(seed)

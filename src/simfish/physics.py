@@ -6,7 +6,10 @@ velocity change of L (1 - d) / dt. The loop here integrates the fish, the
 prey and the predator over the ``n_substeps`` sub-steps of one step; only what
 must change within a step lives inside it (positions, velocities, contacts,
 captures); per-step decisions (turns, gaits, escape times, spawning) are made
-before it by the subsystem modules.
+before it by the subsystem modules. Only the prey nearest to the fish go
+through the loop; the others cannot interact with it during the step and
+coast in closed form (``coast``). Prey do not collide with one another or
+with the predator.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""Benchmark: end-to-end training throughput (actors + replay + learner).
+
+Usage: python benchmarks/bench_training.py [--config normal] [--profile users]
+       [--seconds 120] [--num-envs 64] [--overlap]
+
+Runs ``simfish_rl.training.train`` in a temporary run directory for a fixed
+wall time and reports, from its metrics.csv, the environment steps/s and
+learner steps/s once learning has started (the first log interval, which
+includes compilation and filling the replay to its minimum, is dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+
+from simfish.config import load_config
+from simfish_rl.config import training_profile
+from simfish_rl.training import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="normal")
+    parser.add_argument("--profile", default="users", choices=["users", "quick"])
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--num-envs", type=int, default=64)
+    parser.add_argument("--overlap", action="store_true")
+    args = parser.parse_args()
+
+    training = training_profile(
+        args.profile, {"num_envs": args.num_envs, "log_every_seconds": 10.0}
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.time()
+        summary = train(Path(tmp) / "run", load_config(args.config), training,
+                        num_steps=10**12, progress=False, overlap=args.overlap,
+                        max_seconds=args.seconds)
+        wall = time.time() - t0
+        with open(Path(tmp) / "run" / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if float(r["learner_steps"]) > 0][1:]
+    print(f"bench_training: {args.config}, profile {args.profile}, {args.num_envs} worlds, "
+          f"overlap={args.overlap}, backend {jax.default_backend()}")
+    print(f"  wall {wall:.0f} s: {summary['env_steps']} env steps, "
+          f"{summary['learner_steps']} learner steps, {summary['episodes']} episodes")
+    if not rows:
+        print("  not enough log intervals after learning started: raise --seconds")
+        return
+    env_sps = sum(float(r["env_steps_per_second"]) for r in rows) / len(rows)
+    learn_sps = sum(float(r["learner_steps_per_second"]) for r in rows) / len(rows)
+    print(f"  steady state over {len(rows)} intervals: {env_sps:,.0f} env steps/s, "
+          f"{learn_sps:.2f} learner steps/s (each = regular + mirrored SGD step)")
+
+
+if __name__ == "__main__":
+    main()

@@ -67,13 +67,81 @@ class _NullReplay:
         self.updates += 1
 
 
+def make_plain_haiku_networks(num_actions: int = 21):
+    """The users' plain formulation, for comparison: ``hk.Conv1D`` retina called
+    once per eye, ``hk.LSTM`` with ``hk.dynamic_unroll`` (episode resets ignored,
+    which only makes it cheaper)."""
+    import haiku as hk
+
+    from simfish_rl.simfish_r2d2_network import (
+        DuellingMLP,
+        R2D2Networks,
+        make_environment_spec,
+    )
+
+    class PlainNet(hk.RNNCore):
+        def __init__(self):
+            super().__init__(name="plain")
+            self._retina = hk.Sequential([
+                hk.Conv1D(8, 3, 1), jax.nn.relu, hk.Conv1D(8, 5, 2), jax.nn.relu,
+                hk.Conv1D(8, 5, 2), jax.nn.relu])
+            self._mlp = hk.nets.MLP([32], activate_final=True)
+            self._core = hk.LSTM(64)
+            self._head = DuellingMLP(num_actions, [64])
+
+        def _embed(self, inputs):
+            visual, internal = inputs.observation
+            left = self._retina(visual[..., 0]).reshape(visual.shape[0], -1)
+            right = self._retina(visual[:, ::-1, :, 1]).reshape(visual.shape[0], -1)
+            features = self._mlp(jax.nn.relu(jnp.concatenate([left, right], -1)))
+            action = jax.nn.one_hot(inputs.action, num_actions)
+            reward = jnp.tanh(inputs.reward)[..., None]
+            return jnp.concatenate([features, internal, action, reward], -1)
+
+        def __call__(self, inputs, state):
+            out, state = self._core(self._embed(inputs), state)
+            return self._head(out), state
+
+        def initial_state(self, batch_size):
+            return self._core.initial_state(batch_size)
+
+        def unroll(self, inputs, state, start_of_episode=None):
+            embeddings = hk.BatchApply(self._embed)(inputs)
+            out, state = hk.dynamic_unroll(self._core, embeddings, state)
+            return hk.BatchApply(self._head)(out), state
+
+    spec = make_environment_spec(num_actions=num_actions)
+
+    def make():
+        net = PlainNet()
+
+        def init():
+            dummy = OAR((jnp.zeros((1, 139, 3, 2)), jnp.zeros((1, 3))),
+                        jnp.zeros((1,), jnp.int32), jnp.zeros((1,)))
+            return net(dummy, net.initial_state(1))
+
+        return init, (net.__call__, net.unroll)
+
+    t = hk.multi_transform(make)
+    return R2D2Networks(
+        init=t.init, apply=t.apply[0], unroll=t.apply[1],
+        initial_state=lambda b: make_r2d2_networks(spec).initial_state(b),
+        num_actions=num_actions, environment_spec=spec,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--burn-in", type=int, default=8)
     parser.add_argument("--trace", type=int, default=75)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compare-plain", action="store_true",
+                        help="also time the plain hk.Conv1D/dynamic_unroll network, interleaved")
     args = parser.parse_args()
+    if args.compare_plain:
+        compare_plain(args)
+        return
     length = args.burn_in + args.trace + 1
     networks = make_r2d2_networks(make_environment_spec())
     batch = synthetic_batch(args.batch, length, networks.num_actions)
@@ -108,6 +176,44 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.1f}: other processes slow the wall clock)")
     print(f"priority updates: {replay.updates}, sgd steps: {learner.steps}")
     bench_replay(args.batch, length)
+
+
+def _make_learner(networks, batch, args, replay=None):
+    mirror = {i: i + 1 for i in range(1, 14, 2)} | {i + 1: i for i in range(1, 14, 2)}
+    return SimfishR2D2Learner(
+        networks=networks, batch_size=args.batch, random_key=jax.random.PRNGKey(0),
+        burn_in_length=args.burn_in, discount=0.997, importance_sampling_exponent=0.6,
+        max_priority_weight=0.9, target_update_period=1200, iterator=itertools.repeat(batch),
+        optimizer=optax.adam(1e-4), actions_mirror=mirror, prefetch_size=0,
+        replay_client=replay,
+    )
+
+
+def compare_plain(args) -> None:
+    """Interleaves steps of our learner and one with the plain network (shared machine)."""
+    length = args.burn_in + args.trace + 1
+    ours_net = make_r2d2_networks(make_environment_spec())
+    batch = synthetic_batch(args.batch, length, ours_net.num_actions)
+    learners = {"ours": _make_learner(ours_net, batch, args),
+                "plain": _make_learner(make_plain_haiku_networks(), batch, args)}
+    for name, learner in learners.items():
+        t0 = time.perf_counter()
+        learner.step()
+        print(f"{name}: first step (compile + run) {time.perf_counter() - t0:.1f} s")
+        learner.step()
+    times = {name: [] for name in learners}
+    cpu = {name: [] for name in learners}
+    for _ in range(args.steps):
+        for name, learner in learners.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            learner.step()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    for name, ts in times.items():
+        print(f"{name}: median {np.median(ts):.3f} s/step, best {min(ts):.3f} s/step "
+              f"({1 / min(ts):.2f} learner steps/s at best); CPU {np.median(cpu[name]):.3f} s/step")
+    ratio = np.median(np.array(times["plain"]) / np.array(times["ours"]))
+    print(f"plain / ours time per learner step (median of paired ratios): {ratio:.2f}")
 
 
 def bench_replay(batch: int, length: int, worlds: int = 64, steps_per_world: int = 2000,

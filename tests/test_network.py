@@ -171,7 +171,8 @@ def test_retina_equals_haiku_conv1d_stack(positions):
     rng = np.random.default_rng(6)
     x = jnp.asarray(np.floor(rng.random((3, positions, 3)) * 256), jnp.float32)
     ref = hk.without_apply_rng(hk.transform(reference))
-    mine = hk.without_apply_rng(hk.transform(lambda x: retina()(x)))
+    # chunk_size=2 also exercises the chunked path (3 images -> chunks of 2 and 1).
+    mine = hk.without_apply_rng(hk.transform(lambda x: retina(chunk_size=2)(x)))
     p_ref = ref.init(jax.random.PRNGKey(1), x)
     p_mine = mine.init(jax.random.PRNGKey(2), x)
     p_mine = jax.tree.unflatten(jax.tree.structure(p_mine), jax.tree.leaves(p_ref))

@@ -28,6 +28,8 @@ shapes of ``hk.Conv1D`` / ``hk.LSTM`` but run much faster on CPU:
   CPU, and gives larger matrix products. Forward + backward of the retina
   (5376 eye images) takes 112 ms of CPU time instead of 148 ms with
   ``hk.Conv1D`` (one thread; the gap is larger with two threads);
+* large batches go through the retina in chunks of 512 images: the smaller
+  working set makes a learner step ~10% cheaper on this CPU;
 * ``unroll`` computes the LSTM's input projection for all time steps in one
   matmul and scans only the recurrent part.
 
@@ -57,6 +59,8 @@ NUM_EYES = 2
 INTERNAL_SIZE = 3
 NUM_ACTIONS = 21
 LSTM_SIZE = 64
+# Eye images per retina chunk (see retina): 512 measured best on this CPU.
+RETINA_CHUNK_SIZE = 512
 
 
 # ---------------------------------------------------------------------------
@@ -254,8 +258,9 @@ class retina(hk.Module):  # noqa: N801  (name kept from the users' API)
       ValueError: if ``inputs`` is not rank 2 or 3.
     """
 
-    def __init__(self, name: str = "retina"):
+    def __init__(self, name: str = "retina", chunk_size: int | None = None):
         super().__init__(name=name)
+        self._chunk_size = RETINA_CHUNK_SIZE if chunk_size is None else chunk_size
         self._layers = [
             _Conv1D(8, 3, 1, name="conv1_d"),
             _Conv1D(8, 5, 2, name="conv1_d_1"),
@@ -271,6 +276,19 @@ class retina(hk.Module):  # noqa: N801  (name kept from the users' API)
                 f"[batch, positions, channels]; got rank {rank} (shape {jnp.shape(inputs)})"
             )
         x = inputs if rank == 3 else inputs[None]
+        n = x.shape[0]
+        chunk = self._chunk_size
+        if chunk and n > chunk:
+            # Large batches run in chunks: a smaller working set is markedly
+            # faster on CPU (same results).
+            parts = [self._features(x[i:i + chunk]) for i in range(0, n, chunk)]
+            x = jnp.concatenate(parts, axis=0)
+        else:
+            x = self._features(x)
+        return x if rank == 3 else x[0]
+
+    def _features(self, x: jax.Array) -> jax.Array:
+        """``[N, P, C] -> [N, F]`` through the three layers."""
         n, length, channels = x.shape
         # Work on blocks of `block` positions: each layer maps blocks of a
         # positions to blocks of a / stride positions (see _Conv1D.blocked).
@@ -286,8 +304,7 @@ class retina(hk.Module):  # noqa: N801  (name kept from the users' API)
                 mask = np.repeat(valid, x.shape[-1] // block).reshape(num_blocks, -1)
                 x = x * jnp.asarray(mask, x.dtype)
         x = x.reshape(n, num_blocks * block, -1)[:, :length]
-        x = jnp.reshape(x, (n, -1))
-        return x if rank == 3 else x[0]
+        return jnp.reshape(x, (n, -1))
 
 
 class DeepSimfishTorso(hk.Module):

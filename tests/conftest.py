@@ -84,7 +84,7 @@ class Jitted:
 
 
 def _jitted(config) -> Jitted:
-    env = SimFishEnv(config, Actions.default())
+    env = SimFishEnv(config, Actions.default(), vision=None)
 
     def reset(key, params):
         return env.reset(key, params)

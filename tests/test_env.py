@@ -180,7 +180,7 @@ def test_paralyze_and_init_position(golden_world):
 
 
 def test_tethered_preset_loads_and_stays_put():
-    env = SimFishEnv(load_config("tethered", {"max_sim_steps_per_episode": 10}))
+    env = SimFishEnv(load_config("tethered", {"max_sim_steps_per_episode": 10}), vision=None)
     state, ts = env.reset(jax.random.PRNGKey(0))
     state, ts = env.step(state, BS, jax.random.PRNGKey(1))
     assert (float(state.fish.x), float(state.fish.y)) == (2500.0, 2500.0)
@@ -192,7 +192,7 @@ def test_test_sensory_system_only_rotates():
         "normal",
         {"test_sensory_system": True, "prey.num": 1, "predator.probability_per_epoch_step": 0.0},
     )
-    env = SimFishEnv(cfg)
+    env = SimFishEnv(cfg, vision=None)
     step = jax.jit(env.step)
     state, _ = env.reset(jax.random.PRNGKey(0))
     x0, y0, a0 = float(state.fish.x), float(state.fish.y), float(state.fish.angle)

@@ -81,12 +81,7 @@ def run(
 
     if what not in KINDS:
         raise ValueError(f"unknown benchmark {what!r} (choose from {', '.join(KINDS)})")
-    vision = None
-    if what == "env":
-        from simfish.vision.world import make_vision_fn
-
-        vision = make_vision_fn(config)
-    env = SimFishEnv(config, actions or Actions.default(), vision=vision)
+    env = SimFishEnv(config, actions or Actions.default(), vision=(what == "env"))
     rows = []
     for batch in batch_sizes:
         row = time_steps(env, batch, steps, seed)

@@ -54,22 +54,28 @@ class SimFishEnv:
     Args:
       config: a ``SimFishConfig`` or a preset name / YAML path.
       actions: an ``Actions``, the users' list of action dicts, or None (default set).
-      vision: optional function computing the visual observation (see
-        ``VisionFn``); without it the observation is ``(internal,)``.
+      vision: True (default) for the eyes of ``simfish.vision`` built from the
+        config; a function computing the visual observation (see
+        ``VisionFn``); or None / False for a vision-less world whose
+        observation is ``(internal,)`` (dynamics benchmarks and tests).
     """
 
     def __init__(
         self,
         config: SimFishConfig | str,
         actions: Actions | Sequence[dict] | None = None,
-        vision: VisionFn | None = None,
+        vision: VisionFn | bool | None = True,
     ):
         if not isinstance(config, SimFishConfig):
             config = load_config(config)
         self.config = config
         self.actions = as_actions(actions)
         self.params, self.static = make_params(config, self.actions)
-        self._vision = vision
+        if vision is True:
+            from simfish.vision.world import make_vision_fn
+
+            vision = make_vision_fn(config)
+        self._vision = vision or None
 
     # ------------------------------------------------------------------ API
 
@@ -389,7 +395,7 @@ def bench_sim(
       compile_s, state_bytes_per_world, peak_bytes_per_world (XLA's estimate
       of arguments + outputs + temporaries of one vectorised step, per world).
     """
-    env = SimFishEnv(config, actions)
+    env = SimFishEnv(config, actions, vision=None)
     results = []
     for batch in batch_sizes:
         key = jax.random.PRNGKey(seed)

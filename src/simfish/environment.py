@@ -59,11 +59,7 @@ class BaseEnvironment(dm_env.Environment):
     ):
         self.config = _as_config(env_variables)
         self.actions = as_actions(actions)
-        if vision is True:
-            from simfish.vision import make_vision_fn
-
-            vision = make_vision_fn(self.config)
-        self.env = SimFishEnv(self.config, self.actions, vision=vision or None)
+        self.env = SimFishEnv(self.config, self.actions, vision=vision)
         self.seed(seed)
         self._reset_fn = jax.jit(self.env.reset)
         self._step_fn = jax.jit(self.env.step)

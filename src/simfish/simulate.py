@@ -74,7 +74,8 @@ def simulate(
     """
     from simfish.env import SimFishEnv
 
-    env = SimFishEnv(config, actions or Actions.default())
+    # A fixed policy does not look: the worlds run without vision.
+    env = SimFishEnv(config, actions or Actions.default(), vision=None)
     chunk = max(1, min(chunk, num_steps))
     worlds, rollout = make_rollout(env, num_worlds, policy, chunk)
     key = jax.random.PRNGKey(seed)

@@ -99,9 +99,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def make_env(config: SimFishConfig, actions: Actions):
     """The SimFish environment with vision, as the agent sees it."""
     from simfish.env import SimFishEnv
-    from simfish.vision.world import make_vision_fn
 
-    return SimFishEnv(config, actions, vision=make_vision_fn(config))
+    return SimFishEnv(config, actions, vision=True)
 
 
 # ---------------------------------------------------------------------------

@@ -212,3 +212,25 @@ def test_untrained_run_has_no_checkpoint(tmp_path, tiny_env_config):
 
 def test_dm_env_steps_match(tiny_env_config):
     assert int(dm_env.StepType.LAST) == 2  # the actor's stream relies on dm_env's values
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_env_config, tiny_training,
+                                                     monkeypatch):
+    from simfish_rl import training as training_mod
+
+    calls = {"n": 0}
+    original = training_mod._TrainingLoop._learn
+
+    def learn_then_interrupt(self, n):
+        original(self, n)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_mod._TrainingLoop, "_learn", learn_then_interrupt)
+    summary = train(tmp_path / "run", tiny_env_config, tiny_training, num_steps=10**6,
+                    progress=False)
+    assert summary["interrupted"]
+    progress = json.loads((tmp_path / "run" / "checkpoints" / "progress.json").read_text())
+    assert progress["env_steps"] == summary["env_steps"] < 10**6
+    assert (tmp_path / "run" / "checkpoints" / progress["learner_file"]).is_file()

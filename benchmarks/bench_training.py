@@ -1,7 +1,7 @@
 """Benchmark: end-to-end training throughput (actors + replay + learner).
 
 Usage: python benchmarks/bench_training.py [--config normal] [--profile users]
-       [--seconds 120] [--num-envs 64] [--overlap]
+       [--seconds 120] [--num-envs 64] [--alternate]
 
 Runs ``simfish_rl.training.train`` in a temporary run directory for a fixed
 wall time and reports, from its metrics.csv, the environment steps/s and
@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--profile", default="users", choices=["users", "quick"])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--num-envs", type=int, default=64)
-    parser.add_argument("--overlap", action="store_true")
+    parser.add_argument("--alternate", action="store_true",
+                        help="alternate acting and learning instead of overlapping them")
     args = parser.parse_args()
 
     training = training_profile(
@@ -39,13 +40,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
         summary = train(Path(tmp) / "run", load_config(args.config), training,
-                        num_steps=10**12, progress=False, overlap=args.overlap,
+                        num_steps=10**12, progress=False, overlap=not args.alternate,
                         max_seconds=args.seconds)
         wall = time.time() - t0
         with open(Path(tmp) / "run" / "metrics.csv") as f:
             rows = [r for r in csv.DictReader(f) if float(r["learner_steps"]) > 0][1:]
     print(f"bench_training: {args.config}, profile {args.profile}, {args.num_envs} worlds, "
-          f"overlap={args.overlap}, backend {jax.default_backend()}")
+          f"overlap={not args.alternate}, backend {jax.default_backend()}")
     print(f"  wall {wall:.0f} s: {summary['env_steps']} env steps, "
           f"{summary['learner_steps']} learner steps, {summary['episodes']} episodes")
     if not rows:

@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("learning") / "run"
     config = load_config("small")
     train(run_dir, config, training_profile("quick", {"num_envs": NUM_WORLDS}), num_steps=40_000, seed=0,
-          progress=False)
+          progress=False, overlap=False)
     env = make_env(config, Actions.default())
     networks, params, _ = load_policy(run_dir, env)
     actor = BatchedActor(env, networks.apply, networks.initial_state,

@@ -59,7 +59,7 @@ def tiny_training():
 def trained_run(tmp_path_factory, tiny_env_config, tiny_training):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     summary = train(run_dir, tiny_env_config, tiny_training, num_steps=400, seed=3,
-                    progress=False)
+                    progress=False, overlap=False)
     return run_dir, summary
 
 
@@ -229,7 +229,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_env_config, 
 
     monkeypatch.setattr(training_mod._TrainingLoop, "_learn", learn_then_interrupt)
     summary = train(tmp_path / "run", tiny_env_config, tiny_training, num_steps=10**6,
-                    progress=False)
+                    progress=False, overlap=False)
     assert summary["interrupted"]
     progress = json.loads((tmp_path / "run" / "checkpoints" / "progress.json").read_text())
     assert progress["env_steps"] == summary["env_steps"] < 10**6

@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         num_steps=args.steps,
         seed=args.seed,
         progress=not args.quiet,
-        overlap=args.overlap,
+        overlap=not args.alternate,
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
     )
     state = "interrupted" if summary["interrupted"] else "done"
@@ -262,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "sequences, small replay: demos and small worlds); default users")
     p.add_argument("--train", action="append", metavar="KEY=VALUE",
                    help="override a training option, e.g. --train batch_size=16")
-    p.add_argument("--overlap", action="store_true",
-                   help="run the learner on its own thread, overlapping acting")
+    p.add_argument("--alternate", action="store_true",
+                   help="alternate acting and learning on one thread (reproducible from the "
+                        "seed; the default overlaps them on two threads, ~13%% faster)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

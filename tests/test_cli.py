@@ -93,3 +93,20 @@ def test_show_eyes_writes_a_png(tmp_path, capsys):
     out = tmp_path / "eyes.png"
     assert main(["show-eyes", "--config", "small", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulate_prints_a_summary(capsys):
+    assert main(["simulate", "--config", "small", "--worlds", "2", "--steps", "60", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "simulated 2 worlds x 60 steps of 'small'" in out
+    assert "episodes_finished            2" in out  # 50-step episodes
+
+
+def test_bench_reports_rates_and_memory(capsys):
+    from simfish import bench
+
+    rows = bench.run("sim", load_config("small"), batch_sizes=[2], steps=4)
+    assert rows[0]["batch"] == 2 and rows[0]["steps_per_second"] > 0
+    assert rows[0]["state_bytes_per_world"] > 0
+    table = bench.format_table("sim", rows)
+    assert "world dynamics only" in table and "XLA KB/world" in table

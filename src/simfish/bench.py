@@ -29,8 +29,11 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
     """Times ``steps`` random-action steps of ``batch`` worlds of ``env``.
 
     Returns:
-      ``batch``, ``steps_per_second`` (world-steps/s), ``compile_seconds`` and
-      ``state_bytes_per_world`` (the world state's device memory).
+      ``batch``, ``steps_per_second`` (world-steps/s), ``compile_seconds``,
+      ``state_bytes_per_world`` (the world state's device memory) and
+      ``step_bytes_per_world`` (XLA's estimate of arguments + outputs +
+      temporaries of the compiled chunk, per world; None where the backend
+      does not report it).
     """
     from simfish.vector import VectorEnv
 
@@ -65,7 +68,20 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
         "steps_per_second": n_chunks * chunk * batch / elapsed,
         "compile_seconds": compile_s,
         "state_bytes_per_world": _tree_bytes(state) / batch,
+        "step_bytes_per_world": _xla_bytes(compiled, batch),
     }
+
+
+def _xla_bytes(compiled: Any, batch: int) -> float | None:
+    """XLA's memory estimate of a compiled computation, per world."""
+    try:
+        mem = compiled.memory_analysis()
+    except (AttributeError, NotImplementedError):  # backend specific
+        return None
+    if mem is None:
+        return None
+    total = mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+    return total / batch
 
 
 def run(
@@ -96,11 +112,13 @@ def format_table(what: str, rows: Sequence[dict[str, float]]) -> str:
     lines = [
         f"simfish bench {what}: {title}; backend {jax.default_backend()}, "
         f"{len(jax.devices())} device(s)",
-        f"{'batch':>6} {'steps/s':>12} {'compile s':>10} {'state KB/world':>15} {'peak RSS MB':>12}",
+        f"{'batch':>6} {'steps/s':>12} {'compile s':>10} {'state KB/world':>15} "
+        f"{'XLA KB/world':>13} {'peak RSS MB':>12}",
     ]
     for r in rows:
+        xla = "n/a" if r["step_bytes_per_world"] is None else f"{r['step_bytes_per_world'] / 1024:.1f}"
         lines.append(
             f"{r['batch']:>6} {r['steps_per_second']:>12,.0f} {r['compile_seconds']:>10.1f} "
-            f"{r['state_bytes_per_world'] / 1024:>15.1f} {r['peak_rss_mb']:>12.0f}"
+            f"{r['state_bytes_per_world'] / 1024:>15.1f} {xla:>13} {r['peak_rss_mb']:>12.0f}"
         )
     return "\n".join(lines)

@@ -11,9 +11,7 @@ action is ignored), so vectorised worlds never need a host-side reset.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import dm_env
 import jax
@@ -351,93 +349,3 @@ class SimFishEnv:
         discount = jnp.where(terminal, 0.0, 1.0).astype(jnp.float32)
         step_type = jnp.where(done, LAST, MID)
         return new_state, reward, discount, step_type
-
-
-# ---------------------------------------------------------------------- benchmark
-
-
-def _tree_nbytes(tree) -> int:
-    return int(sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(tree)))
-
-
-def _make_rollout(env: SimFishEnv, batch: int, steps: int):
-    """A jitted (states, key) -> (states, rewards [steps, batch]) random-action rollout."""
-
-    def one(carry, _):
-        st, k = carry
-        k, k_act, k_step = jax.random.split(k, 3)
-        acts = jax.random.randint(k_act, (batch,), 0, env.num_actions)
-        st, ts = jax.vmap(env.step)(st, acts, jax.random.split(k_step, batch))
-        return (st, k), ts.reward
-
-    @jax.jit
-    def run(st, k):
-        (st, k), rewards = jax.lax.scan(one, (st, k), None, length=steps)
-        return st, rewards
-
-    return run
-
-
-def bench_sim(
-    config: SimFishConfig | str = "normal",
-    batch_sizes: Sequence[int] = (1, 64, 256),
-    steps: int = 100,
-    seed: int = 0,
-    actions: Actions | None = None,
-) -> list[dict[str, Any]]:
-    """Measures world-steps/s of the dynamics (no vision) under jit + vmap.
-
-    Each batch size runs ``steps`` vectorised steps with uniformly random
-    actions, as one jitted ``lax.scan`` (after a warm-up run that compiles).
-
-    Returns:
-      One dict per batch size: batch, steps, seconds, world_steps_per_s,
-      compile_s, state_bytes_per_world, peak_bytes_per_world (XLA's estimate
-      of arguments + outputs + temporaries of one vectorised step, per world).
-    """
-    env = SimFishEnv(config, actions, vision=None)
-    results = []
-    for batch in batch_sizes:
-        key = jax.random.PRNGKey(seed)
-        keys = jax.random.split(key, batch)
-        state, _ = jax.jit(jax.vmap(env.reset))(keys)
-
-        run = _make_rollout(env, batch, steps)
-
-        t0 = time.perf_counter()
-        out = run(state, key)
-        jax.block_until_ready(out)
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = run(out[0], jax.random.PRNGKey(seed + 1))
-        jax.block_until_ready(out)
-        seconds = time.perf_counter() - t0
-
-        step_fn = jax.jit(jax.vmap(env.step))
-        acts = jnp.zeros((batch,), jnp.int32)
-        compiled = step_fn.lower(state, acts, keys).compile()
-        peak = None
-        try:
-            mem = compiled.memory_analysis()
-            if mem is not None:
-                peak = (
-                    mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-                ) / batch
-        except (AttributeError, NotImplementedError):  # pragma: no cover - backend specific
-            peak = None
-        results.append(
-            {
-                "batch": batch,
-                "steps": steps,
-                "seconds": seconds,
-                "world_steps_per_s": batch * steps / seconds,
-                "compile_s": compile_s,
-                "state_bytes_per_world": _tree_nbytes(state) / batch,
-                "peak_bytes_per_world": peak,
-            }
-        )
-        logger.info("bench_sim batch %d: %.0f world-steps/s", batch, batch * steps / seconds)
-    return results
-
-
-run_benchmark = bench_sim

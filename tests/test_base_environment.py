@@ -122,3 +122,20 @@ def test_default_world_has_vision():
     assert spec.observation[0].shape == (139, 3, 2) and spec.observation[1].shape == (3,)
     ts = env.step(2)
     assert ts.mid() and ts.observation.observation[0].shape == (139, 3, 2)
+
+
+def test_sediment_record_regenerates_the_episode_texture():
+    from simfish import BaseEnvironment
+    from simfish.vision import render_sediment
+
+    env = BaseEnvironment("small", seed=4)
+    env.reset()
+    record = env.sediment_record
+    image = env.render_sediment(100, 120, 16, 8, lit=False)
+    assert image.shape == (8, 16) and image.dtype == np.float32
+    np.testing.assert_array_equal(image, render_sediment(record, 100, 120, 16, 8))
+    assert 0 <= image.min() and image.max() <= env.config.arena.bottom_intensity
+    env.reset()  # a new episode has a new texture
+    assert not np.array_equal(env.render_sediment(100, 120, 16, 8, lit=False), image)
+    outside = env.render_sediment(-50, -50, 4, 4)  # lit: nothing outside the arena
+    assert np.all(outside == 0)

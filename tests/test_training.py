@@ -171,6 +171,7 @@ def test_evaluation_writes_documented_logs(trained_run, tmp_path):
         assert f["prey_x"].shape[0] == steps + 1
         assert float(f["episode_return"][()]) == pytest.approx(float(np.sum(f["reward"][()])))
         assert f["env_variables"].attrs["prey_num"] == 20
+        assert "sediment" in f  # what regenerates the episode's texture
     # A second evaluation into the same label continues the numbering.
     eval_agent(None, run_dir, num_episodes=1, log_subdir="check", seed=5)
     again = sorted((run_dir / "logs" / "check").glob("logs_*.hdf5"))

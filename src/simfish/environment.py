@@ -155,6 +155,30 @@ class BaseEnvironment(dm_env.Environment):
         return self.config.to_flat_dict()
 
     @property
+    def sediment_record(self):
+        """The episode's sediment texture (``simfish.vision.Sediment``, ~1 KB).
+
+        It regenerates the whole texture (``render_sediment``); evaluation logs
+        store it so that an episode's red-channel input can be redrawn.
+        """
+        from simfish.vision.world import episode_sediment
+
+        return jax.device_get(episode_sediment(self._require_state().episode_key, self.config))
+
+    def render_sediment(self, x0: float, y0: float, width: int, height: int,
+                        px: float = 1.0, lit: bool = True) -> np.ndarray:
+        """A region of this episode's sediment as float32 [height, width] (row = y).
+
+        Args:
+          x0, y0: arena coordinates of the top-left pixel; px: arena px per pixel.
+          lit: multiply by the luminance (dark band, 0 outside the arena).
+        """
+        from simfish.vision import make_light_field, render_sediment
+
+        light = make_light_field(self.config.arena) if lit else None
+        return render_sediment(self.sediment_record, x0, y0, width, height, px, light=light)
+
+    @property
     def salt_location(self) -> np.ndarray | None:
         """Salt source (x, y) of the episode, float64 [2], or None without salt."""
         if not self.env.static.salt_enabled:

@@ -132,7 +132,12 @@ class RunDir:
         """Records the resolved configs, actions, versions and seed."""
         from simfish import __version__
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"{self.path}: exists and is not a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"{self.path}: cannot create run directory ({err.strerror})") from None
         self.checkpoints.mkdir(exist_ok=True)
         _atomic_write_text(self.path / ENV_CONFIG_FILE, env_config.to_yaml())
         actions.to_hdf5(self.path / ACTIONS_FILE)

@@ -11,23 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from simfish.errors import SimFishError
 
 log = logging.getLogger("simfish")
-
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def _command(name: str):
-    def register(fn):
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
-
 
 def _overrides(args: argparse.Namespace) -> dict:
     from simfish.config import parse_override
@@ -45,7 +35,6 @@ def _load(args: argparse.Namespace):
 # Commands.
 
 
-@_command("config")
 def _config_show(args: argparse.Namespace) -> int:
     cfg = _load(args)
     print(f"# resolved from {cfg.source}")
@@ -53,7 +42,6 @@ def _config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("simulate")
 def _simulate(args: argparse.Namespace) -> int:
     from simfish.simulate import simulate
 
@@ -73,7 +61,6 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("bench")
 def _bench(args: argparse.Namespace) -> int:
     from simfish import bench
 
@@ -83,7 +70,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("train")
 def _train(args: argparse.Namespace) -> int:
     from simfish.config import parse_override
     from simfish_rl.config import training_profile
@@ -120,7 +106,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
     from simfish_rl.eval_simfish_agent import eval_agent
 
@@ -144,7 +129,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("stimulus")
 def _stimulus(args: argparse.Namespace) -> int:
     import yaml
 
@@ -170,7 +154,6 @@ def _stimulus(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command("show-eyes")
 def _show_eyes(args: argparse.Namespace) -> int:
     from simfish.eyes import save_eyes_picture
 
@@ -178,6 +161,19 @@ def _show_eyes(args: argparse.Namespace) -> int:
     path = save_eyes_picture(cfg, args.out, seed=args.seed, steps=args.steps)
     print(f"wrote {path}")
     return 0
+
+
+_COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = MappingProxyType(
+    {
+        "config": _config_show,
+        "simulate": _simulate,
+        "bench": _bench,
+        "train": _train,
+        "evaluate": _evaluate,
+        "stimulus": _stimulus,
+        "show-eyes": _show_eyes,
+    }
+)
 
 
 # ---------------------------------------------------------------------------

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
 from simfish.errors import SimFishError
+from simfish.fileio import atomic_path, atomic_write_text
 
 NULL_ACTION_NAME = "Null"
 _FIELDS = ("name", "mean", "cov", "is_turn", "is_capture", "color")
@@ -155,33 +154,20 @@ class Actions:
 
     def to_hdf5(self, path: str | os.PathLike) -> None:
         """Writes the users' HDF5 format atomically (temporary file, then rename)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                for i, action in enumerate(self._actions):
-                    group = f.create_group(action["name"])
-                    group.create_dataset("mean", data=action["mean"])
-                    group.create_dataset("cov", data=action["cov"])
-                    group.attrs["is_turn"] = np.bool_(action["is_turn"])
-                    group.attrs["is_capture"] = np.bool_(action["is_capture"])
-                    group.attrs["id"] = np.int64(i)
-                    group.attrs["color"] = action["color"]
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            for i, action in enumerate(self._actions):
+                group = f.create_group(action["name"])
+                group.create_dataset("mean", data=action["mean"])
+                group.create_dataset("cov", data=action["cov"])
+                group.attrs["is_turn"] = np.bool_(action["is_turn"])
+                group.attrs["is_capture"] = np.bool_(action["is_capture"])
+                group.attrs["id"] = np.int64(i)
+                group.attrs["color"] = action["color"]
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Writes the JSON form read by :meth:`from_json` (atomically)."""
-        path = Path(path)
         data = {"actions": [{"id": i, **_jsonable(a)} for i, a in enumerate(self._actions)]}
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1))
 
     def add_null_action(self) -> None:
         """Appends a ``Null`` action (zero mean and covariance) unless one exists."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simfish.errors import SimFishError
+from simfish.fileio import atomic_path
 
 PREY_KEY = "prey_loc"
 PREDATOR_KEY = "predator_loc"
@@ -146,19 +146,11 @@ def write_stimulus(
         tracks[PREDATOR_KEY] = _check_track(
             PREDATOR_KEY, arr[None] if arr.ndim == 2 else arr, str(dest), single=True
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, arr in tracks.items():
-                f.create_dataset(key, data=arr)
-            for key, value in (description or {}).items():
-                f.attrs[str(key)] = str(value)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dest) as tmp, h5py.File(tmp, "w") as f:
+        for key, arr in tracks.items():
+            f.create_dataset(key, data=arr)
+        for key, value in (description or {}).items():
+            f.attrs[str(key)] = str(value)
     return dest
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -44,6 +43,7 @@ import numpy as np
 import optax
 import rlax
 
+from simfish.fileio import atomic_path
 from simfish.types import OAR
 from simfish_rl.simfish_r2d2_network import R2D2Networks
 from simfish_rl.types import ReplaySample, SampleInfo
@@ -351,22 +351,12 @@ def save_training_state(path: str | os.PathLike, state: TrainingState) -> None:
     The file is written next to ``path`` and renamed over it, so a crash
     never leaves a half-written checkpoint.
     """
-    path = os.fspath(path)
     arrays = _flatten_with_names(state)
     arrays["__format__"] = np.array(CHECKPOINT_FORMAT)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_training_state(path: str | os.PathLike, like: TrainingState) -> TrainingState:

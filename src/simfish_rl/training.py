@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections import deque
@@ -48,6 +47,7 @@ from tqdm.auto import tqdm
 from simfish.actions import Actions
 from simfish.config import SimFishConfig, load_config
 from simfish.errors import SimFishError
+from simfish.fileio import atomic_write_text
 from simfish.vector import episode_stats
 from simfish_rl.actor import BatchedActor, apex_epsilons
 from simfish_rl.config import TrainingConfig
@@ -89,18 +89,6 @@ class RunDirError(SimFishError):
     """A run directory is missing, incomplete or does not match the request."""
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def make_env(config: SimFishConfig, actions: Actions):
     """The SimFish environment with vision, as the agent sees it."""
     from simfish.env import SimFishEnv
@@ -139,9 +127,9 @@ class RunDir:
         except OSError as err:
             raise RunDirError(f"{self.path}: cannot create run directory ({err.strerror})") from None
         self.checkpoints.mkdir(exist_ok=True)
-        _atomic_write_text(self.path / ENV_CONFIG_FILE, env_config.to_yaml())
+        atomic_write_text(self.path / ENV_CONFIG_FILE, env_config.to_yaml())
         actions.to_hdf5(self.path / ACTIONS_FILE)
-        _atomic_write_text(self.path / TRAINING_CONFIG_FILE, training.to_json())
+        atomic_write_text(self.path / TRAINING_CONFIG_FILE, training.to_json())
         meta = {
             "simfish_version": __version__,
             "jax_version": jax.__version__,
@@ -150,7 +138,7 @@ class RunDir:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "env_config_source": env_config.source,
         }
-        _atomic_write_text(self.path / META_FILE, json.dumps(meta, indent=1))
+        atomic_write_text(self.path / META_FILE, json.dumps(meta, indent=1))
 
     def load(self) -> tuple[SimFishConfig, Actions, TrainingConfig, dict]:
         """Reads back what :meth:`create` recorded."""
@@ -188,7 +176,7 @@ class RunDir:
         name = f"learner_{learner.steps:09d}.npz"
         learner.save(self.checkpoints / name)
         record = dict(record, learner_file=name, saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        _atomic_write_text(self.checkpoints / PROGRESS_FILE, json.dumps(record, indent=1))
+        atomic_write_text(self.checkpoints / PROGRESS_FILE, json.dumps(record, indent=1))
         old = sorted(self.checkpoints.glob("learner_*.npz"))[:-keep]
         for path in old:
             if path.name != name:

@@ -11,13 +11,13 @@ import dataclasses
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
+from simfish.fileio import atomic_write_bytes
 from simfish.vision.observe import Vision
 from simfish.vision.sediment import Sediment, render_sediment
 
@@ -164,14 +164,4 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
         + chunk(b"IDAT", zlib.compress(raw, 6))
         + chunk(b"IEND", b"")
     )
-    dest = Path(os.fspath(path))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(png)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return atomic_write_bytes(os.fspath(path), png)

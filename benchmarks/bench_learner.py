@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from simfish.types import OAR
+from simfish.world.types import OAR
 from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer, example_step
 from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
 from simfish_rl.simfish_r2d2_network import make_environment_spec, make_r2d2_networks

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from simfish import bench
 from simfish.config import load_config
+from simfish.tools import bench
 
 
 def main() -> None:

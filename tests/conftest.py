@@ -15,11 +15,15 @@ from pathlib import Path
 import jax
 import pytest
 
-from simfish.actions import Actions
 from simfish.config import load_config
-from simfish.env import SimFishEnv
+from simfish.io.actions import Actions
+from simfish.world.env import SimFishEnv
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+#: The steering folder ``shared/`` beside the checkout (absent in a bare clone).
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+#: The repository root.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: The golden dynamics setting (golden/README.md): deterministic bouts, no dark
 #: band, no salt, static prey; predators off.

@@ -7,8 +7,8 @@ the sibling package ``simfish_rl``.
 
 from importlib import metadata as _metadata
 
-from simfish.actions import Actions
 from simfish.config import ConfigError, SimFishConfig, load_config, read_config_file
+from simfish.io.actions import Actions
 
 try:
     __version__ = _metadata.version("simfish")
@@ -20,11 +20,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 def __getattr__(name):
     # The environment modules import JAX; load them on first use only.
     if name == "SimFishEnv":
-        from simfish.env import SimFishEnv
+        from simfish.world.env import SimFishEnv
 
         return SimFishEnv
     if name == "BaseEnvironment":
-        from simfish.environment import BaseEnvironment
+        from simfish.wrappers.base_environment import BaseEnvironment
 
         return BaseEnvironment
     raise AttributeError(f"module 'simfish' has no attribute {name!r}")

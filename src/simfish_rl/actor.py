@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from simfish.types import pytree_dataclass
-from simfish.vector import VectorEnv, where_worlds
+from simfish.world.types import pytree_dataclass
+from simfish.wrappers.vector_env import VectorEnv, where_worlds
 from simfish_rl.types import Step
 
 

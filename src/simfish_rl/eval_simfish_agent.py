@@ -446,7 +446,7 @@ def eval_agent(
     from tqdm.auto import tqdm
 
     from simfish.config import load_config
-    from simfish.environment import BaseEnvironment
+    from simfish.wrappers.base_environment import BaseEnvironment
     from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
     from simfish_rl.training import RunDir, RunDirError
 

@@ -11,7 +11,7 @@ The pieces, in the order an evaluation uses them:
   observers' metrics) into one file `<dir>/logs/<label>/logs_<k>.hdf5`.
 
 The file format (dataset names, shapes, dtypes, row alignment) is documented
-for users in `docs/logs.md`; `simfish.logs` reads it back.
+for users in `docs/logs.md`; `simfish.io.logs` reads it back.
 
 Row alignment of the per-step datasets, for an episode of T environment steps
 (`episode_length` = T): `fish_x`, ..., `action`, `reward`, `vis_observation`

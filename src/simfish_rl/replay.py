@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from simfish.types import OAR, pytree_dataclass
+from simfish.world.types import OAR, pytree_dataclass
 from simfish_rl.types import ReplaySample, SampleInfo, SequenceData, Step
 
 

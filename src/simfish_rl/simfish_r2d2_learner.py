@@ -43,8 +43,8 @@ import numpy as np
 import optax
 import rlax
 
-from simfish.fileio import atomic_path
-from simfish.types import OAR
+from simfish.io.atomic import atomic_path
+from simfish.world.types import OAR
 from simfish_rl.simfish_r2d2_network import R2D2Networks
 from simfish_rl.types import ReplaySample, SampleInfo
 

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from dm_env import specs
 
-from simfish.types import OAR
+from simfish.world.types import OAR
 
 # Observation layout of SimFish (SPEC 5.3); used for the default spec.
 NUM_POSITIONS = 139

@@ -44,11 +44,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from simfish.actions import Actions
 from simfish.config import SimFishConfig, load_config
 from simfish.errors import SimFishError
-from simfish.fileio import atomic_write_text
-from simfish.vector import episode_stats
+from simfish.io.actions import Actions
+from simfish.io.atomic import atomic_write_text
+from simfish.wrappers.vector_env import episode_stats
 from simfish_rl.actor import BatchedActor, apex_epsilons
 from simfish_rl.config import TrainingConfig
 from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer
@@ -91,7 +91,7 @@ class RunDirError(SimFishError):
 
 def make_env(config: SimFishConfig, actions: Actions):
     """The SimFish environment with vision, as the agent sees it."""
-    from simfish.env import SimFishEnv
+    from simfish.world.env import SimFishEnv
 
     return SimFishEnv(config, actions, vision=True)
 

@@ -6,10 +6,10 @@ predator, sediment, key) returning the visual observation
 [positions, channels, eyes].
 """
 
+from simfish.vision.bind import episode_sediment, make_vision_fn
 from simfish.vision.layout import EyeLayout, make_layout, uv_receptor_offsets
 from simfish.vision.light import LightField, make_light_field
 from simfish.vision.observe import ReceptorSignals, Vision, make_vision, ray_pixel_density
-from simfish.vision.picture import eyes_picture, write_png
 from simfish.vision.sediment import (
     SEDIMENT_FEATURES,
     Sediment,
@@ -22,7 +22,6 @@ from simfish.vision.sediment import (
     square_stripes_sediment,
     stripes_sediment,
 )
-from simfish.vision.world import episode_sediment, make_vision_fn
 
 __all__ = [
     "SEDIMENT_FEATURES",
@@ -34,7 +33,6 @@ __all__ = [
     "checker_sediment",
     "constant_sediment",
     "episode_sediment",
-    "eyes_picture",
     "make_layout",
     "make_light_field",
     "make_sediment",
@@ -47,5 +45,4 @@ __all__ = [
     "square_stripes_sediment",
     "stripes_sediment",
     "uv_receptor_offsets",
-    "write_png",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 
 from simfish.vision.layout import EyeLayout, make_layout
 from simfish.vision.light import LightField, in_light, luminance, make_light_field, ray_integral
-from simfish.vision.prey import prey_uv, receptor_bins
+from simfish.vision.prey_image import prey_uv, receptor_bins
 from simfish.vision.raster import RasterCircle, make_raster_circle, raster_red_signal
 from simfish.vision.red import red_signal
 from simfish.vision.sediment import Sediment

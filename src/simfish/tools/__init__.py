@@ -1,0 +1,1 @@
+"""The ``simfish`` command line and what it runs: benchmarks, rollouts, pictures."""

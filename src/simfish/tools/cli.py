@@ -1,0 +1,314 @@
+"""The ``simfish`` command-line tool.
+
+Each sub-command parses its options here and calls library code; heavy modules
+(JAX, the agent) are imported only by the commands that need them. Problems with
+the user's input are printed as one line (``simfish: error: ...``) with exit
+status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+from simfish.errors import SimFishError
+
+log = logging.getLogger("simfish")
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from simfish.config import parse_override
+
+    return dict(parse_override(text) for text in (args.set or []))
+
+
+def _load(args: argparse.Namespace):
+    from simfish.config import load_config
+
+    return load_config(args.config or "normal", _overrides(args))
+
+
+# ---------------------------------------------------------------------------
+# Commands.
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"# resolved from {cfg.source}")
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simfish.tools.simulate import simulate
+
+    cfg = _load(args)
+    summary = simulate(
+        cfg,
+        num_worlds=args.worlds,
+        num_steps=args.steps,
+        seed=args.seed,
+        policy=args.policy,
+        progress=not args.quiet,
+    )
+    print(f"simulated {args.worlds} worlds x {args.steps} steps of '{args.config}' "
+          f"with a {args.policy} policy")
+    for key, value in summary.items():
+        print(f"  {key:<28} {value:.6g}" if isinstance(value, float) else f"  {key:<28} {value}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from simfish.tools import bench
+
+    cfg = _load(args)
+    rows = bench.run(args.what, cfg, batch_sizes=args.batch, steps=args.steps, seed=args.seed)
+    print(bench.format_table(args.what, rows))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from simfish.config import parse_override
+    from simfish_rl.config import training_profile
+    from simfish_rl.training import RunDir, train
+
+    run = RunDir(Path(args.run_dir))
+    env_config = _load(args) if (args.config or not run.exists()) else None
+    if env_config is None and args.set:
+        raise SimFishError("--set needs --config (a resumed run keeps its recorded config)")
+    options = dict(parse_override(text) for text in (args.train or []))
+    if args.num_envs is not None:
+        options["num_envs"] = args.num_envs
+    fresh = options or args.profile or not run.exists()
+    training = training_profile(args.profile or "users", options) if fresh else None
+    if run.exists() and run.progress() is not None:
+        print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
+    summary = train(
+        args.run_dir,
+        env_config=env_config,
+        training=training,
+        num_steps=args.steps,
+        seed=args.seed,
+        progress=not args.quiet,
+        overlap=not args.alternate,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+    )
+    state = "interrupted" if summary["interrupted"] else "done"
+    print(
+        f"{state}: {summary['env_steps']} env steps, {summary['learner_steps']} learner steps, "
+        f"{summary['episodes']} episodes in {summary['seconds']:.0f} s; recent return "
+        f"{summary['recent_return']:.2f}, prey caught {summary['recent_prey_caught']:.2f}; "
+        f"run directory {summary['run_dir']}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from simfish_rl.eval_simfish_agent import eval_agent
+
+    summaries = eval_agent(
+        args.config,
+        args.run_dir,
+        num_episodes=args.episodes,
+        log_subdir=args.label,
+        seed=args.seed,
+        epsilon=args.epsilon,
+        overrides=_overrides(args),
+        progress=not args.quiet,
+    )
+    returns = [s["episode_return"] for s in summaries]
+    lengths = [s["episode_length"] for s in summaries]
+    print(
+        f"evaluated {len(summaries)} episodes: mean return {sum(returns) / len(returns):.3f}, "
+        f"mean length {sum(lengths) / len(lengths):.1f}; logs in "
+        f"{Path(args.run_dir) / 'logs' / args.label}"
+    )
+    return 0
+
+
+def _stimulus(args: argparse.Namespace) -> int:
+    import yaml
+
+    from simfish.io.stimuli import StimulusError, stimulus_from_description, write_stimulus
+
+    try:
+        description = yaml.safe_load(Path(args.description).read_text())
+    except OSError as err:
+        raise StimulusError(f"{args.description}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise StimulusError(f"{args.description}: unreadable YAML/JSON ({err})") from None
+    if not isinstance(description, dict):
+        raise StimulusError(f"{args.description}: expected a mapping (num_steps, fish, prey, predator)")
+    try:
+        stimulus = stimulus_from_description(description)
+    except StimulusError as err:
+        raise StimulusError(f"{args.description}: {err}") from None
+    path = write_stimulus(args.output, stimulus.prey_loc, stimulus.predator_loc,
+                          description={"source": str(args.description)})
+    print(f"wrote {path}: {stimulus.num_prey} prey stimuli, "
+          f"{'a' if stimulus.predator_loc is not None else 'no'} predator, "
+          f"{stimulus.num_steps} steps")
+    return 0
+
+
+def _show_eyes(args: argparse.Namespace) -> int:
+    from simfish.tools.show_eyes import save_eyes_picture
+
+    cfg = _load(args)
+    path = save_eyes_picture(cfg, args.out, seed=args.seed, steps=args.steps)
+    print(f"wrote {path}")
+    return 0
+
+
+_COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = MappingProxyType(
+    {
+        "config": _config_show,
+        "simulate": _simulate,
+        "bench": _bench,
+        "train": _train,
+        "evaluate": _evaluate,
+        "stimulus": _stimulus,
+        "show-eyes": _show_eyes,
+    }
+)
+
+
+# ---------------------------------------------------------------------------
+# Parser.
+
+
+def _add_config_options(p: argparse.ArgumentParser, default: str | None = "normal") -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        default=default,
+        required=default is None,
+        metavar="NAME_OR_PATH",
+        help=f"preset name or YAML file (default: {default})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set prey.num=50 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``simfish`` command."""
+    parser = argparse.ArgumentParser(
+        prog="simfish", description="SimFish: a virtual larval zebrafish in JAX."
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("config", help="show a resolved environment configuration")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("config", metavar="NAME_OR_PATH", help="preset name or YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a value")
+
+    p = sub.add_parser("simulate", help="run N worlds for M steps with a random policy")
+    _add_config_options(p)
+    p.add_argument("--worlds", type=_positive_int, default=16, help="worlds run in parallel")
+    p.add_argument("--steps", type=_positive_int, default=200, help="steps per world")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["random", "capture"], default="random",
+                   help="random: uniform actions; capture: always the first capture bout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("bench", help="measure simulator speed")
+    p.add_argument("what", choices=["sim", "env"],
+                   help="sim: world dynamics only; env: dynamics + vision (full step)")
+    _add_config_options(p)
+    p.add_argument("--batch", type=_positive_int, nargs="+", default=[1, 64, 256],
+                   help="batch sizes (worlds stepped together)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="timed steps per batch size")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("stimulus", help="write a stimulus HDF5 file from a YAML description")
+    p.add_argument("description", metavar="DESCRIPTION.yaml",
+                   help="num_steps, fish {x, y, angle}, prey [{kind: sweep, ...}], "
+                        "predator {kind: pass|loom, ...} (see simfish.io.stimuli)")
+    p.add_argument("output", metavar="OUTPUT.h5", help="the stimulus file to write")
+
+    p = sub.add_parser("show-eyes", help="save a PNG of what the fish sees")
+    _add_config_options(p)
+    p.add_argument("--out", default="eyes.png", help="PNG file to write (default: eyes.png)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode shown")
+    p.add_argument("--steps", type=int, default=0,
+                   help="random steps taken before the picture (default 0: the first step)")
+
+    p = sub.add_parser("train", help="train an R2D2 agent (resumes if the run dir has a checkpoint)")
+    p.add_argument("--config", "-c", default=None, metavar="NAME_OR_PATH",
+                   help="preset or YAML file (default: normal for a new run; a resumed run "
+                        "keeps its recorded config)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override an environment config value, e.g. --set prey.num=50")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--steps", type=_positive_int, default=1_000_000,
+                   help="total environment steps to reach (over all worlds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a new run")
+    p.add_argument("--num-envs", type=_positive_int, default=None,
+                   help="worlds stepped in parallel (training option num_envs)")
+    p.add_argument("--profile", default=None, choices=["users", "quick"],
+                   help="training options: users (their defaults, SPEC 6) or quick (short "
+                        "sequences, small replay: demos and small worlds); default users")
+    p.add_argument("--train", action="append", metavar="KEY=VALUE",
+                   help="override a training option, e.g. --train batch_size=16")
+    p.add_argument("--alternate", action="store_true",
+                   help="alternate acting and learning on one thread (reproducible from the "
+                        "seed; the default overlaps them on two threads, ~13%% faster)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="play episodes with a trained agent, logging them to HDF5")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="training run directory")
+    p.add_argument("--config", "-c", default=None, metavar="NAME_OR_PATH",
+                   help="environment to evaluate in (default: the run's own)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override an environment config value")
+    p.add_argument("--episodes", type=_positive_int, default=10, help="episodes to play")
+    p.add_argument("--label", default="eval_model",
+                   help="log sub-folder: files go to DIR/logs/LABEL/logs_<k>.hdf5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="exploration rate (default: the run's evaluation_epsilon)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``simfish`` console command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("jax").setLevel(logging.WARNING)
+    try:
+        return _COMMANDS[args.command](args)
+    except SimFishError as err:
+        print(f"simfish: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("simfish: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""BaseEnvironment: a ``dm_env.Environment`` for one world, as in the users' tool.
+
+It runs the same jitted ``reset``/``step`` as :class:`simfish.SimFishEnv` on a
+single world and returns numpy time steps. Besides the dm_env API it offers
+what the users' scripts read from their environment: ``get_info()`` (each
+value a one-element list so observers can concatenate step after step),
+``env_variables`` (the flat config dict), ``salt_location``, the per-episode
+reward-term totals and attack counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dm_env
+import jax
+import numpy as np
+
+from simfish.config import SimFishConfig, from_flat_dict, load_config
+from simfish.io.actions import Actions, as_actions
+from simfish.world.env import SimFishEnv, VisionFn
+
+logger = logging.getLogger(__name__)
+
+
+def _as_config(env_variables) -> SimFishConfig:
+    if isinstance(env_variables, SimFishConfig):
+        return env_variables
+    if isinstance(env_variables, Mapping):
+        return from_flat_dict(env_variables)
+    return load_config(env_variables)
+
+
+def _to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+class BaseEnvironment(dm_env.Environment):
+    """One SimFish world behind the ``dm_env.Environment`` interface.
+
+    Args:
+      env_variables: a ``SimFishConfig``, the users' flat ``section_key`` dict,
+        or a preset name / YAML path.
+      actions: an ``Actions``, the users' list of action dicts, or None (default set).
+      seed: seeds the world's PRNG key (None: fresh entropy).
+      vision: True (default) for the eyes of ``simfish.vision`` built from
+        the config, a vision function (see ``simfish.world.env.VisionFn``), or
+        None / False for a vision-less world (observation ``(internal,)``).
+    """
+
+    def __init__(
+        self,
+        env_variables: SimFishConfig | Mapping[str, Any] | str,
+        actions: Actions | Sequence[Mapping[str, Any]] | None = None,
+        seed: int | None = None,
+        vision: VisionFn | bool | None = True,
+    ):
+        self.config = _as_config(env_variables)
+        self.actions = as_actions(actions)
+        self.env = SimFishEnv(self.config, self.actions, vision=vision)
+        self.seed(seed)
+        self._reset_fn = jax.jit(self.env.reset)
+        self._step_fn = jax.jit(self.env.step)
+        self._info_fn = jax.jit(self.env.info)
+        self._state = None
+        self._reset_next = True
+
+    # -------------------------------------------------------------- dm_env
+
+    def seed(self, seed: int | None = None) -> None:
+        """Re-seeds the world's PRNG (None: fresh entropy); the next step resets."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**63))
+        self._key = jax.random.PRNGKey(seed)
+        self._reset_next = True
+
+    def _next_key(self) -> jax.Array:
+        self._key, key = jax.random.split(self._key)
+        return key
+
+    def reset(self) -> dm_env.TimeStep:
+        """Starts a new episode and returns its FIRST time step."""
+        self._state, timestep = self._reset_fn(self._next_key())
+        self._reset_next = False
+        return self._convert(timestep)
+
+    def step(self, action) -> dm_env.TimeStep:
+        """Takes one action; after a LAST time step (or before any reset), resets instead."""
+        if self._reset_next:
+            return self.reset()
+        self._state, timestep = self._step_fn(self._state, np.int32(action), self._next_key())
+        timestep = self._convert(timestep)
+        self._reset_next = timestep.last()
+        return timestep
+
+    def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
+        ts = _to_numpy(timestep)
+        step_type = dm_env.StepType(int(ts.step_type))
+        first = step_type == dm_env.StepType.FIRST
+        return dm_env.TimeStep(
+            step_type=step_type,
+            reward=None if first else ts.reward,
+            discount=None if first else ts.discount,
+            observation=ts.observation,
+        )
+
+    def observation_spec(self):
+        """The OAR observation specs (see ``SimFishEnv.observation_spec``)."""
+        return self.env.observation_spec()
+
+    def action_spec(self):
+        """One discrete action id."""
+        return self.env.action_spec()
+
+    def reward_spec(self):
+        """Scalar float32 reward."""
+        return self.env.reward_spec()
+
+    def discount_spec(self):
+        """Scalar float32 discount."""
+        return self.env.discount_spec()
+
+    # ------------------------------------------------- users' extra API
+
+    @property
+    def state(self):
+        """The current world state (``EnvState``), or None before the first reset."""
+        return self._state
+
+    def _require_state(self):
+        if self._state is None:
+            raise RuntimeError("BaseEnvironment: call reset() before reading the world state")
+        return self._state
+
+    def get_info(self) -> dict[str, list]:
+        """Per-step info, each value a one-element list (prey lists hold live prey only)."""
+        info = _to_numpy(self._info_fn(self._require_state()))
+        out: dict[str, list] = {}
+        for name, value in info.items():
+            if name in ("prey_x", "prey_y"):
+                out[name] = [value[~np.isnan(value)].astype(float).tolist()]
+            elif value.dtype == bool:
+                out[name] = [bool(value)]
+            elif np.issubdtype(value.dtype, np.integer):
+                out[name] = [int(value)]
+            else:
+                out[name] = [float(value)]
+        return out
+
+    @property
+    def env_variables(self) -> dict[str, Any]:
+        """The configuration as the users' flat ``section_key`` dict."""
+        return self.config.to_flat_dict()
+
+    @property
+    def sediment_record(self):
+        """The episode's sediment texture (``simfish.vision.Sediment``, ~1 KB).
+
+        It regenerates the whole texture (``render_sediment``); evaluation logs
+        store it so that an episode's red-channel input can be redrawn.
+        """
+        from simfish.vision.bind import episode_sediment
+
+        return jax.device_get(episode_sediment(self._require_state().episode_key, self.config))
+
+    def render_sediment(self, x0: float, y0: float, width: int, height: int,
+                        px: float = 1.0, lit: bool = True) -> np.ndarray:
+        """A region of this episode's sediment as float32 [height, width] (row = y).
+
+        Args:
+          x0, y0: arena coordinates of the top-left pixel; px: arena px per pixel.
+          lit: multiply by the luminance (dark band, 0 outside the arena).
+        """
+        from simfish.vision import make_light_field, render_sediment
+
+        light = make_light_field(self.config.arena) if lit else None
+        return render_sediment(self.sediment_record, x0, y0, width, height, px, light=light)
+
+    @property
+    def salt_location(self) -> np.ndarray | None:
+        """Salt source (x, y) of the episode, float64 [2], or None without salt."""
+        if not self.env.static.salt_enabled:
+            return None
+        arena = self._require_state().arena
+        return np.array([float(arena.salt_x), float(arena.salt_y)])
+
+    def _total(self, name: str) -> float:
+        return float(getattr(self._require_state().totals, name))
+
+    @property
+    def energy_associated_reward(self) -> float:
+        """Episode total of the energy-use reward term."""
+        return self._total("energy")
+
+    @property
+    def consumption_associated_reward(self) -> float:
+        """Episode total of the consumption reward term."""
+        return self._total("consumption")
+
+    @property
+    def salt_associated_reward(self) -> float:
+        """Episode total of the salt reward term."""
+        return self._total("salt")
+
+    @property
+    def predator_associated_reward(self) -> float:
+        """Episode total of the predator reward term (caught + avoided)."""
+        return self._total("predator")
+
+    @property
+    def wall_associated_reward(self) -> float:
+        """Episode total of the wall-touch reward term."""
+        return self._total("wall")
+
+    @property
+    def total_attacks_avoided(self) -> int:
+        """Predator attacks survived in this episode."""
+        return int(self._require_state().counts.attacks_avoided)
+
+    @property
+    def total_attacks_captured(self) -> int:
+        """Predator attacks that caught the fish in this episode."""
+        return int(self._require_state().counts.attacks_captured)
+
+    @property
+    def prey_caught(self) -> int:
+        """Prey eaten in this episode."""
+        return int(self._require_state().counts.prey_caught)
+
+    @property
+    def wall_touches(self) -> int:
+        """Steps in which the fish touched a wall in this episode."""
+        return int(self._require_state().counts.wall_touches)

@@ -1,0 +1,237 @@
+"""Batched actor, training loop, run directory, resume and evaluation end to end.
+
+One tiny training run (module fixture) is shared by the tests: a small arena
+with a few worlds, short sequences and a small batch, so that compiling the
+vision, the network and the learner happens once.
+"""
+
+import json
+
+import dm_env
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from simfish.config import load_config
+from simfish.io.actions import Actions
+from simfish.tools.cli import main
+from simfish_rl.actor import BatchedActor, apex_epsilons
+from simfish_rl.config import TrainingConfig, TrainingConfigError
+from simfish_rl.eval_simfish_agent import eval_agent
+from simfish_rl.training import RunDir, RunDirError, make_env, train
+
+TINY_ENV = {
+    "arena.width": 400,
+    "arena.height": 400,
+    "arena.dark_fraction": 0.0,
+    "prey.num": 20,
+    "prey.reproduction_mode": False,
+    "predator.probability_per_epoch_step": 0.0,
+    "salt.enabled": False,
+    "max_sim_steps_per_episode": 30,
+}
+TINY_TRAINING = {
+    "num_envs": 4,
+    "burn_in_length": 2,
+    "trace_length": 8,
+    "sequence_period": 5,
+    "bootstrap_n": 2,
+    "batch_size": 4,
+    "min_replay_size": 8,
+    "max_replay_size": 64,
+    "variable_update_period": 10,
+    "target_update_period": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_env_config():
+    return load_config("normal", TINY_ENV)
+
+
+@pytest.fixture(scope="module")
+def tiny_training():
+    return TrainingConfig().replace(TINY_TRAINING)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_env_config, tiny_training):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    summary = train(run_dir, tiny_env_config, tiny_training, num_steps=400, seed=3,
+                    progress=False, overlap=False)
+    return run_dir, summary
+
+
+def test_apex_epsilons_follow_the_schedule():
+    eps = apex_epsilons(8)
+    assert eps[0] == pytest.approx(0.4)
+    assert eps[-1] == pytest.approx(0.4**8)
+    assert np.all(np.diff(eps) < 0)
+    assert apex_epsilons(1).tolist() == [pytest.approx(0.4)]
+    with pytest.raises(ValueError):
+        apex_epsilons(0)
+
+
+def test_training_config_checks_values():
+    with pytest.raises(TrainingConfigError, match="unknown training option 'batchsize'"):
+        TrainingConfig().replace({"batchsize": 3})
+    with pytest.raises(TrainingConfigError, match="'batch_size': expected int"):
+        TrainingConfig().replace({"batch_size": 2.5})
+    with pytest.raises(TrainingConfigError, match="'sequence_period' = 100 must be <="):
+        TrainingConfig(sequence_period=100)
+    with pytest.raises(TrainingConfigError, match="'discount' = 1.5 must be in"):
+        TrainingConfig(discount=1.5)
+    assert TrainingConfig().sequence_length == 84
+
+
+def test_batched_actor_records_episode_boundaries(tiny_env_config):
+    from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
+
+    env = make_env(tiny_env_config, Actions.default())
+    networks = make_r2d2_networks(environment_spec_from_env(env))
+    params = networks.init(jax.random.PRNGKey(0))
+    actor = BatchedActor(env, networks.apply, networks.initial_state, apex_epsilons(3))
+    state = actor.init(jax.random.PRNGKey(1))
+    state, (steps, ended, _) = actor.collect(params, state, jax.random.PRNGKey(2), 35)
+    first = np.asarray(steps.start_of_episode)
+    assert first.shape == (35, 3)
+    assert first[0].all()  # every world starts an episode
+    # Episodes of 30 steps: LAST at t = 30, a new FIRST at t = 31.
+    assert np.asarray(ended)[29].all() and first[31].all()
+    assert first.sum() == 6
+    discount = np.asarray(steps.discount)
+    assert np.all(discount[30] == 0)  # nothing bootstraps across the boundary
+    assert np.all(np.asarray(steps.reward)[30] == 0)
+    hidden = np.asarray(steps.core_state.hidden)
+    assert np.all(hidden[first] == 0)  # the recurrent state restarts with the episode
+    assert np.any(hidden[1] != 0)
+    visual = np.asarray(steps.observation.observation[0])
+    assert visual.shape == (35, 3, 139, 3, 2)
+    assert steps.action.dtype == np.int32
+    assert int(state.steps) == 35
+
+
+def test_run_directory_records_everything(trained_run, tiny_env_config, tiny_training):
+    run_dir, summary = trained_run
+    assert summary["env_steps"] >= 400 and not summary["resumed"]
+    # samples per insert 1: one learner step per batch_size inserted sequences.
+    inserted = summary["env_steps"] // tiny_training.sequence_period
+    assert summary["learner_steps"] == pytest.approx(
+        inserted / tiny_training.batch_size, abs=inserted * 0 + 3
+    )
+    env_config, actions, training, meta = RunDir(run_dir).load()
+    assert env_config == tiny_env_config
+    assert actions == Actions.default()
+    assert training == tiny_training
+    assert meta["seed"] == 3 and "simfish_version" in meta
+    progress = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["env_steps"] == summary["env_steps"]
+    assert (run_dir / "checkpoints" / progress["learner_file"]).is_file()
+    episodes = (run_dir / "episodes.csv").read_text().splitlines()
+    assert episodes[0].startswith("env_steps,world,epsilon,episode_length,episode_return")
+    assert len(episodes) - 1 == summary["episodes"] > 0
+    row = dict(zip(episodes[0].split(","), episodes[1].split(","), strict=True))
+    terms = [float(row[k]) for k in row if k.endswith("_associated_reward")]
+    assert float(row["episode_return"]) == pytest.approx(sum(terms), abs=1e-3)
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_training_resumes_from_its_checkpoint(trained_run, capsys):
+    run_dir, first = trained_run
+    rc = main(["train", "--run-dir", str(run_dir), "--steps", str(first["env_steps"] + 80), "-q"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"resuming {run_dir} from env step {first['env_steps']}" in out
+    progress = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["env_steps"] == first["env_steps"] + 80
+    assert progress["learner_steps"] > first["learner_steps"]
+
+
+def test_resume_with_another_config_is_an_error(trained_run):
+    run_dir, _ = trained_run
+    with pytest.raises(RunDirError, match="different environment config"):
+        train(run_dir, load_config("normal", {**TINY_ENV, "prey.num": 5}), num_steps=10)
+    assert main(["train", "--run-dir", str(run_dir / "absent"), "--steps", "10",
+                 "--train", "batch_size=0"]) == 2
+
+
+def test_evaluation_writes_documented_logs(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    summaries = eval_agent(None, run_dir, num_episodes=2, log_subdir="check", seed=5)
+    files = sorted((run_dir / "logs" / "check").glob("logs_*.hdf5"))
+    assert len(files) == 2
+    with h5py.File(files[0]) as f:
+        steps = int(f["episode_length"][()])
+        assert steps == summaries[0]["episode_length"] == 30
+        assert f["fish_x"].shape == (steps + 1,)
+        assert f["vis_observation"].shape == (steps + 1, 139, 3, 2)
+        assert f["vis_observation"].dtype == np.float32
+        assert f["actor_state"].shape == (steps, 64)
+        assert f["prey_x"].shape[0] == steps + 1
+        assert float(f["episode_return"][()]) == pytest.approx(float(np.sum(f["reward"][()])))
+        assert f["env_variables"].attrs["prey_num"] == 20
+        assert "sediment" in f  # what regenerates the episode's texture
+    # A second evaluation into the same label continues the numbering.
+    eval_agent(None, run_dir, num_episodes=1, log_subdir="check", seed=5)
+    again = sorted((run_dir / "logs" / "check").glob("logs_*.hdf5"))
+    assert len(again) == 3 and set(files) < set(again)
+
+
+def test_same_seed_gives_identical_episode_data(trained_run):
+    run_dir, _ = trained_run
+    eval_agent(None, run_dir, num_episodes=1, log_subdir="seed_a", seed=11)
+    eval_agent(None, run_dir, num_episodes=1, log_subdir="seed_b", seed=11)
+    (a,) = (run_dir / "logs" / "seed_a").glob("logs_*.hdf5")
+    (b,) = (run_dir / "logs" / "seed_b").glob("logs_*.hdf5")
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in ("fish_x", "fish_y", "action", "reward", "vis_observation", "actor_state"):
+            np.testing.assert_array_equal(fa[name][()], fb[name][()])
+
+
+def test_evaluation_errors_are_one_line(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    assert main(["evaluate", "--run-dir", str(tmp_path / "nope"), "--episodes", "1"]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", "--run-dir", str(empty), "--episodes", "1"]) == 2
+    assert "not a SimFish run directory" in capsys.readouterr().err
+    # Other eyes give another number of retina positions than the network was trained on.
+    assert main(["evaluate", "--run-dir", str(run_dir), "--episodes", "1",
+                 "--set", "eyes.visual_field=120"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the trained network takes a visual observation" in err[0]
+
+
+def test_untrained_run_has_no_checkpoint(tmp_path, tiny_env_config):
+    run = RunDir(tmp_path / "fresh")
+    run.create(tiny_env_config, Actions.default(), TrainingConfig(), seed=0)
+    with pytest.raises(RunDirError, match="has no checkpoint yet"):
+        eval_agent(None, run.path, num_episodes=1)
+
+
+def test_dm_env_steps_match(tiny_env_config):
+    assert int(dm_env.StepType.LAST) == 2  # the actor's stream relies on dm_env's values
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_env_config, tiny_training,
+                                                     monkeypatch):
+    from simfish_rl import training as training_mod
+
+    calls = {"n": 0}
+    original = training_mod._TrainingLoop._learn
+
+    def learn_then_interrupt(self, n):
+        original(self, n)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_mod._TrainingLoop, "_learn", learn_then_interrupt)
+    summary = train(tmp_path / "run", tiny_env_config, tiny_training, num_steps=10**6,
+                    progress=False, overlap=False)
+    assert summary["interrupted"]
+    progress = json.loads((tmp_path / "run" / "checkpoints" / "progress.json").read_text())
+    assert progress["env_steps"] == summary["env_steps"] < 10**6
+    assert (tmp_path / "run" / "checkpoints" / progress["learner_file"]).is_file()

@@ -1,0 +1,112 @@
+"""The command-line tool: output, exit codes and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from simfish.config import load_config
+from simfish.tools.cli import main
+
+
+def test_config_show_prints_loadable_yaml(capsys, tmp_path):
+    assert main(["config", "show", "sparse", "--set", "prey.num=7"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# resolved from ")
+    path = tmp_path / "shown.yaml"
+    path.write_text(out)
+    cfg = load_config(path)
+    assert cfg.prey.num == 7
+    assert cfg.prey.cloud_num == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["config", "show", "nope.yaml"], "nope.yaml: no such config file"),
+        (["config", "show", "normal", "--set", "prey.colour=1"], "override 'prey.colour'"),
+        (["config", "show", "normal", "--set", "prey.num"], "expected KEY=VALUE"),
+        (["config", "show", "normal", "--set", "prey.num=-2"], "'prey.num' = -2 must be >= 0"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("simfish: error: ")
+    assert message in lines[0]
+
+
+def test_bad_yaml_file_names_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("arena:\n  width: [\n")
+    assert main(["config", "show", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "unreadable YAML at line" in err
+    assert "Traceback" not in err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    raw = load_config("normal").to_dict()
+    raw["prey"]["p_slow"] = 0.9
+    raw["prey"]["p_fast"] = 0.3
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(
+        [sys.executable, "-m", "simfish.tools.cli", "config", "show", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"simfish: error: {path}: 'prey.p_slow + prey.p_fast' = 1.2 must be <= 1"
+    )
+
+
+def test_stimulus_command_writes_a_loadable_file(tmp_path, capsys):
+    from simfish.io.stimuli import load_stimulus
+
+    desc = tmp_path / "sweep.yaml"
+    desc.write_text(
+        "num_steps: 50\n"
+        "fish: {x: 2500, y: 2500, angle: 1.5707}\n"
+        "prey: [{kind: sweep, distance_px: 40, lateral_from_px: 50, lateral_to_px: -50,"
+        " speed_px_per_step: 2}]\n"
+    )
+    out = tmp_path / "sweep.h5"
+    assert main(["stimulus", str(desc), str(out)]) == 0
+    assert "1 prey stimuli" in capsys.readouterr().out
+    stim = load_stimulus(out)
+    assert stim.prey_loc.shape == (1, 50, 2)
+    desc.write_text("num_steps: 50\nprey: [{kind: wiggle}]\n")
+    assert main(["stimulus", str(desc), str(tmp_path / "bad.h5")]) == 2
+    err = capsys.readouterr().err
+    assert str(desc) in err and "wiggle" in err
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_show_eyes_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "eyes.png"
+    assert main(["show-eyes", "--config", "small", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulate_prints_a_summary(capsys):
+    assert main(["simulate", "--config", "small", "--worlds", "2", "--steps", "60", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "simulated 2 worlds x 60 steps of 'small'" in out
+    assert "episodes_finished            2" in out  # 50-step episodes
+
+
+def test_bench_reports_rates_and_memory(capsys):
+    from simfish.tools import bench
+
+    rows = bench.run("sim", load_config("small"), batch_sizes=[2], steps=4)
+    assert rows[0]["batch"] == 2 and rows[0]["steps_per_second"] > 0
+    assert rows[0]["state_bytes_per_world"] > 0
+    table = bench.format_table("sim", rows)
+    assert "world dynamics only" in table and "XLA KB/world" in table

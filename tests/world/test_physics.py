@@ -1,0 +1,218 @@
+"""Motion model, bouts and walls (SPEC 4.1, 4.2)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simfish.config import load_config
+from simfish.io.actions import Actions
+from simfish.world.params import make_params
+from simfish.world.physics import bounce, coast
+from simfish.world.state import with_fish, with_prey
+
+ACTIONS = Actions.default()
+WITHIN_STEP = 1.0 - (0.7**0.1) ** 100  # 0.97175: share of a bout covered within its step
+
+
+@pytest.fixture(scope="module")
+def start(golden_world):
+    state, _ = golden_world.reset(jax.random.PRNGKey(0), golden_world.params)
+    return with_prey(with_fish(state, 2000.0, 1500.0, 0.4), [[100.0, 100.0]])
+
+
+def test_within_step_fraction_matches_spec():
+    assert WITHIN_STEP == pytest.approx(0.97175, abs=1e-5)
+
+
+@pytest.mark.parametrize("action", range(ACTIONS.num_actions), ids=ACTIONS.names)
+def test_deterministic_bout_turns_exactly_and_moves_0_97175_of_the_mean(
+    golden_world, start, action
+):
+    distance_mm, angle = ACTIONS.means[action]
+    state, _ = golden_world.step(start, action, jax.random.PRNGKey(3), golden_world.params)
+    assert float(state.fish.angle) == pytest.approx(0.4 + angle, abs=1e-6)
+    dx = float(state.fish.x) - 2000.0
+    dy = float(state.fish.y) - 1500.0
+    moved = np.hypot(dx, dy)
+    expected = WITHIN_STEP * distance_mm * 10.0
+    assert moved == pytest.approx(expected, rel=0.01, abs=1e-3)
+    if expected > 1.0:  # along the new heading
+        assert np.arctan2(dy, dx) == pytest.approx(0.4 + angle, abs=1e-4)
+
+
+def test_bout_covers_the_rest_of_its_distance_afterwards(golden_world, start):
+    """After the bout, coasting adds the remaining 2.8 % (L in total)."""
+    bs = ACTIONS.get_action_id("BS")
+    null = ACTIONS.get_action_id("Null")
+    state, _ = golden_world.step(start, bs, jax.random.PRNGKey(0), golden_world.params)
+    for i in range(6):
+        state, _ = golden_world.step(state, null, jax.random.PRNGKey(i), golden_world.params)
+    moved = np.hypot(float(state.fish.x) - 2000.0, float(state.fish.y) - 1500.0)
+    assert moved == pytest.approx(ACTIONS.means[bs][0] * 10.0, rel=1e-3)
+
+
+def test_body_at_rest_stays_at_rest(golden_world, start):
+    null = ACTIONS.get_action_id("Null")
+    state = with_prey(start, [[1000.0, 1000.0], [1010.0, 1000.0]])
+    for i in range(5):
+        state, ts = golden_world.step(state, null, jax.random.PRNGKey(i), golden_world.params)
+        assert float(state.fish.x) == 2000.0 and float(state.fish.y) == 1500.0
+        assert float(state.fish.angle) == pytest.approx(0.4)
+        np.testing.assert_array_equal(np.asarray(state.prey.x[:2]), [1000.0, 1010.0])
+        np.testing.assert_array_equal(np.asarray(state.prey.y[:2]), [1000.0, 1000.0])
+
+
+def _substeps(x, v, kick, d, dt, n):
+    for _ in range(n):
+        v = v + kick
+        x = x + v * dt
+        v = v * d
+    return x, v
+
+
+def test_coast_equals_the_substep_recurrence():
+    d, dt, n = 0.7**0.1, 0.002, 100
+
+    class P:  # the two parameters coast reads
+        damping = jnp.float32(d)
+        dt = jnp.float32(0.002)
+
+    x0, v0, kick = 100.0, 35.0, 20.0 * (1 - d)
+    want_x, want_v = _substeps(x0, v0, kick, d, dt, n)
+    x, v, h = coast(jnp.float32(x0), jnp.float32(v0), 1.0, kick, 0.0, 1e6, P, n)
+    assert float(x) == pytest.approx(want_x, rel=1e-5)
+    assert float(v) == pytest.approx(want_v, rel=1e-4)
+    assert float(h) == 1.0
+
+
+def test_bounce_reflects_position_velocity_and_heading():
+    x, v, h = bounce(
+        jnp.array([-2.0, 5.0, 13.0]),
+        jnp.array([-3.0, 1.0, 4.0]),
+        jnp.array([-1.0, 1.0, 1.0]),
+        0.0,
+        10.0,
+    )
+    np.testing.assert_allclose(x, [2.0, 5.0, 7.0])
+    np.testing.assert_allclose(v, [3.0, 1.0, -4.0])
+    np.testing.assert_allclose(h, [1.0, 1.0, -1.0])
+
+
+@pytest.mark.parametrize("wall_bounce", [False, True])
+def test_wall_stops_fish_counts_touch_and_penalises(golden_world, start, wall_bounce):
+    params = golden_world.params.replace(wall_bounce=jnp.asarray(wall_bounce))
+    bs = ACTIONS.get_action_id("BS")
+    state = with_fish(start, 2490.0, 1500.0, 0.0)  # 1 cm from the east wall, facing it
+    state, ts = golden_world.step(state, bs, jax.random.PRNGKey(0), params)
+    width = float(params.width)
+    assert int(state.last_events.wall_touches) == 1
+    assert float(state.last_terms.wall) == float(params.reward_wall_touch)
+    assert float(state.fish.vx) == 0.0 and float(state.fish.vy) == 0.0
+    assert 0.0 <= float(state.fish.x) <= width
+    if wall_bounce:
+        assert float(state.fish.x) <= width - 40.0  # placed well inside
+        assert float(state.fish.angle) == pytest.approx(np.pi)  # turned around
+    else:
+        assert float(state.fish.x) == pytest.approx(width - float(params.head_radius))
+        assert float(state.fish.angle) == 0.0
+
+
+@pytest.mark.parametrize("wall_bounce", [False, True])
+def test_fish_never_leaves_the_arena_under_random_play(small_world, wall_bounce):
+    """Property over keys and both wall modes: random bouts, 8 worlds x 120 steps."""
+    params = small_world.params.replace(wall_bounce=jnp.asarray(wall_bounce))
+    reset, step = small_world.vreset, small_world.vstep
+    key = jax.random.PRNGKey(7 + int(wall_bounce))
+    state, _ = reset(jax.random.split(key, 8), params)
+    touches = 0
+    for i in range(120):
+        k_a, k_s = jax.random.split(jax.random.fold_in(key, i))
+        actions = jax.random.randint(k_a, (8,), 0, ACTIONS.num_actions)
+        state, ts = step(state, actions, jax.random.split(k_s, 8), params)
+        x, y = np.asarray(state.fish.x), np.asarray(state.fish.y)
+        assert np.all((x >= 0) & (x <= float(params.width)))
+        assert np.all((y >= 0) & (y <= float(params.height)))
+        touches += int(np.sum(np.asarray(state.last_events.wall_touches)))
+    assert touches > 0  # the walls were actually tested
+
+
+PRESETS = ("normal", "stage1", "sparse", "empty", "empty_high_energy", "tethered")
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    preset=st.sampled_from(PRESETS),
+    size=st.one_of(st.none(), st.tuples(st.integers(200, 1200), st.integers(200, 1200))),
+    wall_bounce=st.booleans(),
+)
+def test_property_fish_stays_inside_any_arena(small_world, seed, preset, size, wall_bounce):
+    """Hypothesis over keys, presets' traced parameters, arena sizes (non-square) and
+    wall modes, in the small world's shapes; 8 worlds x 40 steps."""
+    params, _ = make_params(load_config(preset), ACTIONS)
+    width, height = float(params.width), float(params.height)
+    if size is not None:
+        width, height = map(float, size)
+    params = params.replace(
+        width=jnp.float32(width),
+        height=jnp.float32(height),
+        dark_y=jnp.float32(int(0.3 * height)),
+        wall_bounce=jnp.asarray(wall_bounce),
+    )
+    key = jax.random.PRNGKey(seed)
+    state, _ = small_world.vreset(jax.random.split(key, 8), params)
+    for i in range(40):
+        k_a, k_s = jax.random.split(jax.random.fold_in(key, i))
+        actions = jax.random.randint(k_a, (8,), 0, ACTIONS.num_actions)
+        state, _ = small_world.vstep(state, actions, jax.random.split(k_s, 8), params)
+        x, y = np.asarray(state.fish.x), np.asarray(state.fish.y)
+        assert np.all((x >= 0) & (x <= width)) and np.all((y >= 0) & (y <= height))
+        alive = np.asarray(state.prey.alive)
+        px, py = np.asarray(state.prey.x)[alive], np.asarray(state.prey.y)[alive]
+        assert np.all((px >= 0) & (px <= width)) and np.all((py >= 0) & (py <= height))
+
+
+def test_coasting_far_prey_matches_the_full_substep_loop():
+    """Detailed loop for the nearest prey only == detailed loop for every prey."""
+    import dataclasses
+
+    from conftest import _jitted
+    from simfish.config import load_config
+
+    cfg = load_config(
+        "normal",
+        {
+            "arena.width": 1200,
+            "arena.height": 1000,
+            "prey.num": 40,
+            "predator.probability_per_epoch_step": 0.0,
+        },
+    )
+    near, full = _jitted(cfg), _jitted(cfg)
+    assert 8 <= near.env.static.n_near_prey < 40
+    full.env.static = dataclasses.replace(full.env.static, n_near_prey=40)
+    # Prey sense the fish only close by, so those far away never escape.
+    params = near.params.replace(sensing_distance=jnp.float32(30.0))
+    key = jax.random.PRNGKey(12)
+    s_near, _ = near.reset(key, params)
+    s_full = s_near
+    for i in range(25):
+        k = jax.random.fold_in(key, i)
+        a = int(jax.random.randint(k, (), 0, 2)) if i % 3 else 2  # mostly capture swims
+        s_near, _ = near.step(s_near, a, k, params)
+        s_full, _ = full.step(s_full, a, k, params)
+    np.testing.assert_array_equal(np.asarray(s_near.prey.alive), np.asarray(s_full.prey.alive))
+    for name in ("x", "y", "vx", "vy"):
+        np.testing.assert_allclose(
+            np.asarray(getattr(s_near.prey, name)),
+            np.asarray(getattr(s_full.prey, name)),
+            atol=1e-2,
+        )
+        np.testing.assert_allclose(
+            float(getattr(s_near.fish, name)), float(getattr(s_full.fish, name)), atol=1e-3
+        )

@@ -1,14 +1,19 @@
 """Speed of the simulator: world-steps per second at several batch sizes.
 
 Used by ``simfish bench`` and ``benchmarks/``. Compilation is timed separately
-and excluded from the rates; every measurement ends with ``block_until_ready``.
+and excluded from the rates: every key, action and compiled function is made
+before the timer starts, and :func:`count_compiles` checks that nothing was
+compiled inside the timed region. Every measurement ends with
+``block_until_ready``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +25,31 @@ from simfish.io.actions import Actions
 
 KINDS = ("sim", "env")
 
+#: The JAX monitoring event recorded once per backend compilation.
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def count_compiles() -> Iterator[list[float]]:
+    """Counts XLA compilations inside the ``with`` block.
+
+    Yields a list that receives the duration (s) of each backend compilation
+    made while the block runs; ``len`` of it is the number of compilations.
+    """
+    durations: list[float] = []
+
+    def listener(event: str, seconds: float, **_: Any) -> None:
+        if event == _COMPILE_EVENT:
+            durations.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield durations
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
 
 def _tree_bytes(tree: Any) -> int:
     return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
@@ -30,10 +60,11 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
 
     Returns:
       ``batch``, ``steps_per_second`` (world-steps/s), ``compile_seconds``,
-      ``state_bytes_per_world`` (the world state's device memory) and
+      ``state_bytes_per_world`` (the world state's device memory),
       ``step_bytes_per_world`` (XLA's estimate of arguments + outputs +
       temporaries of the compiled chunk, per world; None where the backend
-      does not report it).
+      does not report it) and ``timed_compiles`` (compilations inside the
+      timed region: 0 unless something is wrong with the benchmark).
     """
     from simfish.wrappers.vector_env import VectorEnv
 
@@ -58,17 +89,23 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
     state, ts = jax.block_until_ready(compiled(state, ts, key))  # warm-up
     compile_s = time.perf_counter() - t0
     n_chunks = max(1, -(-steps // chunk))
-    t0 = time.perf_counter()
-    for i in range(n_chunks):
-        state, ts = compiled(state, ts, jax.random.fold_in(key, i))
-    jax.block_until_ready(state)
-    elapsed = time.perf_counter() - t0
+    # One key per chunk, made (and split into Python-held arrays) before timing.
+    chunk_keys = jax.block_until_ready(list(jax.random.split(key, n_chunks)))
+    with count_compiles() as compiles:
+        t0 = time.perf_counter()
+        for chunk_key in chunk_keys:
+            state, ts = compiled(state, ts, chunk_key)
+        jax.block_until_ready(state)
+        elapsed = time.perf_counter() - t0
+    if compiles:
+        logger.warning("bench: %d compilation(s) inside the timed region", len(compiles))
     return {
         "batch": batch,
         "steps_per_second": n_chunks * chunk * batch / elapsed,
         "compile_seconds": compile_s,
         "state_bytes_per_world": _tree_bytes(state) / batch,
         "step_bytes_per_world": _xla_bytes(compiled, batch),
+        "timed_compiles": len(compiles),
     }
 
 

@@ -61,13 +61,3 @@ def start_bout(fish: FishState, distance_mm, angle, params: EnvParams) -> FishSt
         vx=fish.vx + speed * jnp.cos(heading),
         vy=fish.vy + speed * jnp.sin(heading),
     )
-
-
-def clamp_to_arena(x, y, params: EnvParams):
-    """Fish position clamped into the arena (done at the end of every step)."""
-    return jnp.clip(x, 0.0, params.width), jnp.clip(y, 0.0, params.height)
-
-
-def in_light(fish: FishState, params: EnvParams):
-    """1.0 when the fish is below the dark band (y > dark_y, or no band), else 0.0."""
-    return ((fish.y > params.dark_y) | (params.dark_y <= 0.0)).astype(jnp.float32)

@@ -17,6 +17,7 @@ import numpy as np
 
 from simfish.config import SimFishConfig
 from simfish.io.actions import Actions
+from simfish.vision.observe import Vision, make_vision
 from simfish.world.types import pytree_dataclass
 
 #: Damping per second used by the users' tool (pymunk ``space.damping = 0.7``
@@ -52,6 +53,10 @@ class StaticParams:
       null_action: id of the action reported on the first step of an episode.
       n_near_prey: how many prey nearest to the fish get the detailed
         sub-step treatment (contacts, captures, escapes) each step.
+      vision: the static eye model (:class:`~simfish.vision.Vision`) of the
+        config; its light field gives ``EnvParams.dark_y``, so the eyes and
+        the internal ``in_light`` use the same dark band. Not compared or
+        hashed (it holds arrays).
     """
 
     n_substeps: int
@@ -65,6 +70,7 @@ class StaticParams:
     num_actions: int
     null_action: int
     n_near_prey: int
+    vision: Vision = dataclasses.field(compare=False, hash=False, repr=False)
 
     @property
     def predator_enabled(self) -> bool:
@@ -200,6 +206,8 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
     n_epochs = int(pred.epoch_num)
     if epoch_room <= 0 or pred.probability_per_epoch_step <= 0.0 or pred.epoch_duration <= 0:
         n_epochs = 0
+    # The eyes, with the light field that also fixes the dark band of the internal state.
+    vision = make_vision(config)
     names = list(actions.names)
     null_action = names.index("Null") if "Null" in names else 0
     static = StaticParams(
@@ -214,6 +222,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         num_actions=int(actions.num_actions),
         null_action=int(null_action),
         n_near_prey=near_prey_count(config, max(capacity, 1)),
+        vision=vision,
     )
     fixed = fish.fixed_energy_level is not None
     init_energy = 1.0 if fish.init_energy_level is None else fish.init_energy_level
@@ -223,7 +232,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         max_steps=_i(max_steps),
         width=_f(config.arena.width),
         height=_f(config.arena.height),
-        dark_y=_f(int(config.arena.dark_fraction * config.arena.height)),
+        dark_y=_f(vision.light.dark_row),
         wall_bounce=_b(config.arena.wall_bounce),
         mouth_radius=_f(fish.mouth_radius),
         head_radius=_f(fish.head_radius),

@@ -7,6 +7,31 @@ import jax.numpy as jnp
 
 from simfish.world.params import DEATH_PROTECTION_DISTANCE, START_MARGIN, EnvParams, StaticParams
 from simfish.world.state import ArenaState, PreyState
+from simfish.world.types import pytree_dataclass
+
+
+@pytree_dataclass
+class PreyPlan:
+    """Per-step prey decisions that the physics sub-steps use.
+
+    Attributes:
+      hx, hy: [P] unit heading of each prey for this step.
+      gait_kick: [P] velocity kick per sub-step from the gait (px/s).
+      escape_t1, escape_t2: [P] int32 sub-steps at which an escape triggers
+        if the fish is within sensing distance (>= n_substeps: never).
+      lo_x, hi_x, lo_y, hi_y: [P] walls for prey centres (arena or cloud
+        square, inset by the prey radius).
+    """
+
+    hx: jnp.ndarray
+    hy: jnp.ndarray
+    gait_kick: jnp.ndarray
+    escape_t1: jnp.ndarray
+    escape_t2: jnp.ndarray
+    lo_x: jnp.ndarray
+    hi_x: jnp.ndarray
+    lo_y: jnp.ndarray
+    hi_y: jnp.ndarray
 
 
 def reset_clouds(key, params: EnvParams, static: StaticParams):
@@ -78,12 +103,11 @@ def reset_prey(key, arena: ArenaState, params: EnvParams, static: StaticParams) 
 
 def plan_prey_step(
     key, prey: PreyState, arena: ArenaState, params: EnvParams, static: StaticParams
-):
+) -> tuple[PreyState, PreyPlan]:
     """Per-step prey decisions: gait switches, turns, escape times and walls.
 
     Returns:
-      (prey with new gait and angle, dict of per-sub-step inputs: hx, hy,
-      gait_kick, escape_t1, escape_t2, lo_x, hi_x, lo_y, hi_y).
+      (prey with new gait and angle, its :class:`PreyPlan` with every field [P]).
     """
     k_sw, k_gait, k_turn, k_large, k_large_angle, k_esc = jax.random.split(key, 6)
     shape = prey.x.shape
@@ -116,7 +140,8 @@ def plan_prey_step(
     else:
         lo_x, hi_x = r, params.width - r
         lo_y, hi_y = r, params.height - r
-    plan = dict(
+    lo_x, hi_x, lo_y, hi_y = (jnp.broadcast_to(b, shape) for b in (lo_x, hi_x, lo_y, hi_y))
+    plan = PreyPlan(
         hx=jnp.cos(angle),
         hy=jnp.sin(angle),
         gait_kick=gait_kick,

@@ -1,0 +1,202 @@
+"""Contacts with the fish's body: geometry, capture and push-out (SPEC 4.1, 4.3).
+
+The fish's body is three shapes in its own frame (u forward along the
+heading, w to its left, origin at the mouth centre): the mouth circle
+(``mouth_radius``) at the origin, the head circle (``head_radius``) centred
+``head_radius`` behind it, and the tail triangle from the back of the head
+(u = -head_radius, half-width ``head_radius``) to its tip at
+u = -(head_radius + tail_length). Every function here works on one world:
+prey arrays are [P], everything else [].
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from simfish.world.params import EnvParams
+from simfish.world.types import pytree_dataclass
+
+#: Extra distance (px) within which an ongoing contact is still "the same
+#: contact" (no new capture attempt), like a collision arbiter's persistence.
+CONTACT_SLOP = 0.5
+
+
+@pytree_dataclass
+class Contacts:
+    """What the sub-steps of one step remember about contacts and their outcomes.
+
+    Attributes:
+      mouth: [P] bool, prey in (ongoing) contact with the mouth.
+      near: [P] bool, prey within sensing distance of the fish.
+      touched: [P] bool, prey touched by the fish's body in the last sub-step.
+      wall: [] bool, the fish touched a wall during the step.
+      turned: [] bool, bouncing walls turned the fish around (odd count).
+      n_eaten: [] int32 prey eaten during the step.
+      caught: [] bool, the predator caught the fish.
+      avoided: [] bool, the predator left without catching the fish.
+    """
+
+    mouth: jnp.ndarray
+    near: jnp.ndarray
+    touched: jnp.ndarray
+    wall: jnp.ndarray
+    turned: jnp.ndarray
+    n_eaten: jnp.ndarray
+    caught: jnp.ndarray
+    avoided: jnp.ndarray
+
+
+@pytree_dataclass
+class BodyHits:
+    """Where each prey lies relative to the fish's body in one sub-step.
+
+    Attributes:
+      rx, ry: [P] prey centre minus the mouth centre (px, arena frame).
+      u, w: [P] the same in the fish's frame (forward, left).
+      d2: [P] squared distance to the mouth centre.
+      half_width: [P] tail half-width at u, widened by the prey radius.
+      at_mouth, at_head, at_tail: [P] bool overlap with each shape.
+      any: [P] bool, a live prey overlaps some shape.
+    """
+
+    rx: jnp.ndarray
+    ry: jnp.ndarray
+    u: jnp.ndarray
+    w: jnp.ndarray
+    d2: jnp.ndarray
+    half_width: jnp.ndarray
+    at_mouth: jnp.ndarray
+    at_head: jnp.ndarray
+    at_tail: jnp.ndarray
+    any: jnp.ndarray
+
+
+def start_contacts(fish_x, fish_y, prey_x, prey_y, prey_alive, params: EnvParams) -> Contacts:
+    """Contacts at the start of a step: a prey already at the mouth is an ongoing contact."""
+    chex.assert_rank([fish_x, fish_y], 0)
+    chex.assert_rank([prey_x, prey_y, prey_alive], 1)
+    d2 = (prey_x - fish_x) ** 2 + (prey_y - fish_y) ** 2
+    r_mouth = params.mouth_radius + params.prey_radius
+    false = jnp.zeros((), bool)
+    return Contacts(
+        mouth=d2 <= (r_mouth + 1e-3) ** 2,
+        near=d2 <= params.sensing_distance**2,
+        touched=jnp.zeros(prey_alive.shape, bool),
+        wall=false,
+        turned=false,
+        n_eaten=jnp.zeros((), jnp.int32),
+        caught=false,
+        avoided=false,
+    )
+
+
+def body_hits(fish_x, fish_y, c, s, prey_x, prey_y, prey_alive, params: EnvParams) -> BodyHits:
+    """Overlap of each prey circle with the mouth circle, the head circle and the tail triangle."""
+    pr = params.prey_radius
+    hr = params.head_radius
+    r_mouth = params.mouth_radius + pr
+    tail_end = -(hr + params.tail_length)
+    tail_slope = hr / jnp.maximum(params.tail_length, 1e-6)
+    rx = prey_x - fish_x
+    ry = prey_y - fish_y
+    u = rx * c + ry * s
+    w = ry * c - rx * s
+    d2 = rx * rx + ry * ry
+    at_mouth = d2 <= r_mouth * r_mouth
+    uh = u + hr
+    at_head = uh * uh + w * w <= (hr + pr) ** 2
+    half_width = (u - tail_end) * tail_slope + pr
+    at_tail = (u <= -hr) & (u >= tail_end - pr) & (jnp.abs(w) <= half_width)
+    return BodyHits(
+        rx=rx,
+        ry=ry,
+        u=u,
+        w=w,
+        d2=d2,
+        half_width=half_width,
+        at_mouth=at_mouth,
+        at_head=at_head,
+        at_tail=at_tail,
+        any=prey_alive & (at_mouth | at_head | at_tail),
+    )
+
+
+def capture(hits: BodyHits, contacts: Contacts, substep, capture_bout, params: EnvParams):
+    """Which prey is eaten in this sub-step: [P] bool, at most one.
+
+    A capture is a new mouth contact during the capture window of a capture
+    bout, with the prey within the permissive angle of the heading (angle
+    <= a  <=>  u >= cos(a) |r|, written without the sqrt). The window closes
+    after a meal.
+    """
+    in_window = (
+        capture_bout
+        & (substep >= params.capture_first_substep)
+        & (substep <= params.capture_last_substep)
+        & (contacts.n_eaten == 0)
+    )
+    cos_pa = jnp.cos(params.permissive_angle)
+    u_sq = hits.u * hits.u
+    cone = cos_pa * cos_pa * hits.d2
+    in_angle = jnp.where(
+        cos_pa >= 0.0, (hits.u >= 0.0) & (u_sq >= cone), (hits.u >= 0.0) | (u_sq <= cone)
+    )
+    can_eat = hits.any & hits.at_mouth & ~contacts.mouth & in_angle & in_window
+    idx = jnp.arange(can_eat.shape[-1])
+    return jnp.any(can_eat) & (idx == jnp.argmax(can_eat))
+
+
+def contact_normal(hits: BodyHits, c, s, params: EnvParams):
+    """Outward unit normal (nx, ny) and overlap depth [P] of each prey with the shape it touches."""
+    pr = params.prey_radius
+    hr = params.head_radius
+    inv_m = jax.lax.rsqrt(jnp.maximum(hits.d2, 1e-12))
+    dist = hits.d2 * inv_m
+    dhx = hits.rx + hr * c
+    dhy = hits.ry + hr * s
+    dh_sq = jnp.maximum(dhx * dhx + dhy * dhy, 1e-12)
+    inv_h = jax.lax.rsqrt(dh_sq)
+    dh = dh_sq * inv_h
+    side = jnp.where(hits.w >= 0, 1.0, -1.0)
+    at_mouth, at_head = hits.at_mouth, hits.at_head
+    nx = jnp.where(at_mouth, hits.rx * inv_m, jnp.where(at_head, dhx * inv_h, -s * side))
+    ny = jnp.where(at_mouth, hits.ry * inv_m, jnp.where(at_head, dhy * inv_h, c * side))
+    depth = jnp.where(
+        at_mouth,
+        params.mouth_radius + pr - dist,
+        jnp.where(at_head, hr + pr - dh, hits.half_width - jnp.abs(hits.w)),
+    )
+    return nx, ny, depth
+
+
+def push_out(px, py, pvx, pvy, fish_vx, fish_vy, pushed, nx, ny, depth):
+    """Moves the ``pushed`` [P] prey out of the body along the normal and removes their inward speed.
+
+    The fish is much heavier, so the prey takes the whole correction (inelastic).
+    Returns the prey's (x, y, vx, vy), each [P].
+    """
+    depth = jnp.where(pushed, jnp.maximum(depth, 0.0), 0.0)
+    px = px + depth * nx
+    py = py + depth * ny
+    vrel = (pvx - fish_vx) * nx + (pvy - fish_vy) * ny
+    dv = jnp.where(pushed & (vrel < 0.0), -vrel, 0.0)
+    return px, py, pvx + dv * nx, pvy + dv * ny
+
+
+def update_contacts(contacts: Contacts, hits: BodyHits, eaten, pushed, params: EnvParams):
+    """The contact memory after a sub-step (mouth contact lasts while within the slop)."""
+    r_slop = params.mouth_radius + params.prey_radius + CONTACT_SLOP
+    return contacts.replace(
+        mouth=hits.at_mouth | (contacts.mouth & (hits.d2 <= r_slop * r_slop)),
+        near=hits.d2 <= params.sensing_distance**2,
+        touched=pushed,
+        n_eaten=contacts.n_eaten + jnp.any(eaten).astype(jnp.int32),
+    )
+
+
+def predator_touches_fish(gx, gy, params: EnvParams):
+    """Whether the predator, centred (gx, gy) from the mouth centre, reaches the fish ([] bool)."""
+    reach = params.predator_radius + params.head_radius
+    return gx * gx + gy * gy <= reach * reach

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from simfish.world.params import EnvParams
+from simfish.world.state import FishState
 from simfish.world.types import pytree_dataclass
 
 #: Extra distance (px) within which an ongoing contact is still "the same
@@ -30,10 +31,12 @@ class Contacts:
     Attributes:
       mouth: [P] bool, prey in (ongoing) contact with the mouth.
       near: [P] bool, prey within sensing distance of the fish.
-      touched: [P] bool, prey touched by the fish's body in the last sub-step.
+      touched: [P] bool, prey touching the fish's body at the end of the last sub-step.
+      jump: [P] bool, prey whose contact began in the last sub-step (they jump now).
       wall: [] bool, the fish touched a wall during the step.
       turned: [] bool, bouncing walls turned the fish around (odd count).
       n_eaten: [] int32 prey eaten during the step.
+      meal_substep: [] int32 sub-step of the meal (n_substeps when none).
       caught: [] bool, the predator caught the fish.
       avoided: [] bool, the predator left without catching the fish.
     """
@@ -41,9 +44,11 @@ class Contacts:
     mouth: jnp.ndarray
     near: jnp.ndarray
     touched: jnp.ndarray
+    jump: jnp.ndarray
     wall: jnp.ndarray
     turned: jnp.ndarray
     n_eaten: jnp.ndarray
+    meal_substep: jnp.ndarray
     caught: jnp.ndarray
     avoided: jnp.ndarray
 
@@ -73,20 +78,27 @@ class BodyHits:
     any: jnp.ndarray
 
 
-def start_contacts(fish_x, fish_y, prey_x, prey_y, prey_alive, params: EnvParams) -> Contacts:
-    """Contacts at the start of a step: a prey already at the mouth is an ongoing contact."""
-    chex.assert_rank([fish_x, fish_y], 0)
+def start_contacts(fish: FishState, c, s, prey_x, prey_y, prey_alive, n_substeps, params):
+    """Contacts at the start of a step.
+
+    A prey already at the mouth is an ongoing contact (no capture), and one
+    already touching the body is not a new contact (no jump).
+    """
+    chex.assert_rank([fish.x, fish.y, c, s], 0)
     chex.assert_rank([prey_x, prey_y, prey_alive], 1)
-    d2 = (prey_x - fish_x) ** 2 + (prey_y - fish_y) ** 2
+    d2 = (prey_x - fish.x) ** 2 + (prey_y - fish.y) ** 2
     r_mouth = params.mouth_radius + params.prey_radius
+    hits = body_hits(fish.x, fish.y, c, s, prey_x, prey_y, prey_alive, params)
     false = jnp.zeros((), bool)
     return Contacts(
         mouth=d2 <= (r_mouth + 1e-3) ** 2,
         near=d2 <= params.sensing_distance**2,
-        touched=jnp.zeros(prey_alive.shape, bool),
+        touched=hits.any,
+        jump=jnp.zeros(prey_alive.shape, bool),
         wall=false,
         turned=false,
         n_eaten=jnp.zeros((), jnp.int32),
+        meal_substep=jnp.asarray(n_substeps, jnp.int32),
         caught=false,
         avoided=false,
     )
@@ -124,12 +136,12 @@ def body_hits(fish_x, fish_y, c, s, prey_x, prey_y, prey_alive, params: EnvParam
 
 
 def capture(hits: BodyHits, contacts: Contacts, substep, capture_bout, params: EnvParams):
-    """Which prey is eaten in this sub-step: [P] bool, at most one.
+    """Which prey is eaten in this sub-step: [P] bool, at most one (the first in array order).
 
     A capture is a new mouth contact during the capture window of a capture
     bout, with the prey within the permissive angle of the heading (angle
     <= a  <=>  u >= cos(a) |r|, written without the sqrt). The window closes
-    after a meal.
+    after a meal. ``capture_bout`` may be [] or [P] (per-prey permission).
     """
     in_window = (
         capture_bout
@@ -172,31 +184,65 @@ def contact_normal(hits: BodyHits, c, s, params: EnvParams):
 
 
 def push_out(px, py, pvx, pvy, fish_vx, fish_vy, pushed, nx, ny, depth):
-    """Moves the ``pushed`` [P] prey out of the body along the normal and removes their inward speed.
+    """Moves the ``pushed`` [P] prey out of the body and bounces them off it elastically.
 
-    The fish is much heavier, so the prey takes the whole correction (inelastic).
+    The fish is 50 times heavier than a prey and is treated as immovable: a
+    prey approaching the body has its normal velocity relative to the fish
+    reversed, so a prey hit by a fish swimming at v leaves at about 2 v.
     Returns the prey's (x, y, vx, vy), each [P].
     """
     depth = jnp.where(pushed, jnp.maximum(depth, 0.0), 0.0)
     px = px + depth * nx
     py = py + depth * ny
     vrel = (pvx - fish_vx) * nx + (pvy - fish_vy) * ny
-    dv = jnp.where(pushed & (vrel < 0.0), -vrel, 0.0)
+    dv = jnp.where(pushed & (vrel < 0.0), -2.0 * vrel, 0.0)
     return px, py, pvx + dv * nx, pvy + dv * ny
 
 
-def update_contacts(contacts: Contacts, hits: BodyHits, eaten, pushed, params: EnvParams):
-    """The contact memory after a sub-step (mouth contact lasts while within the slop)."""
+def update_contacts(contacts: Contacts, hits: BodyHits, eaten, pushed, substep, params):
+    """The contact memory after a sub-step (mouth contact lasts while within the slop).
+
+    A prey pushed now that was not touching the body before starts a new
+    contact: it makes one escape jump, in the next sub-step.
+    """
     r_slop = params.mouth_radius + params.prey_radius + CONTACT_SLOP
+    ate = jnp.any(eaten)
     return contacts.replace(
         mouth=hits.at_mouth | (contacts.mouth & (hits.d2 <= r_slop * r_slop)),
         near=hits.d2 <= params.sensing_distance**2,
         touched=pushed,
-        n_eaten=contacts.n_eaten + jnp.any(eaten).astype(jnp.int32),
+        jump=pushed & ~contacts.touched,
+        n_eaten=contacts.n_eaten + ate.astype(jnp.int32),
+        meal_substep=jnp.where(ate, jnp.asarray(substep, jnp.int32), contacts.meal_substep),
     )
 
 
-def predator_touches_fish(gx, gy, params: EnvParams):
-    """Whether the predator, centred (gx, gy) from the mouth centre, reaches the fish ([] bool)."""
-    reach = params.predator_radius + params.head_radius
-    return gx * gx + gy * gy <= reach * reach
+def _segment_distance_sq(pu, pw, au, aw, bu, bw):
+    """Squared distance from points (pu, pw) to the segment from (au, aw) to (bu, bw)."""
+    du, dw = bu - au, bw - aw
+    t = ((pu - au) * du + (pw - aw) * dw) / jnp.maximum(du * du + dw * dw, 1e-12)
+    t = jnp.clip(t, 0.0, 1.0)
+    eu, ew = pu - (au + t * du), pw - (aw + t * dw)
+    return eu * eu + ew * ew
+
+
+def predator_touches_fish(gx, gy, c, s, params: EnvParams):
+    """Whether the predator circle, centred (gx, gy) from the mouth centre, touches the fish ([] bool).
+
+    Any overlap with the mouth circle, the head circle or the tail triangle
+    counts (SPEC 4.3); (c, s) is the fish's heading.
+    """
+    r = params.predator_radius
+    hr = params.head_radius
+    u = gx * c + gy * s
+    w = jnp.abs(gy * c - gx * s)  # the body is symmetric about its axis
+    mouth = gx * gx + gy * gy <= (r + params.mouth_radius) ** 2
+    head = (u + hr) ** 2 + w * w <= (r + hr) ** 2
+    # Tail: half-triangle (-hr, 0), (-hr, hr), (tip, 0) on the w >= 0 side.
+    tip = -(hr + params.tail_length)
+    slope = hr / jnp.maximum(params.tail_length, 1e-6)
+    inside = (u <= -hr) & (u >= tip) & (w <= (u - tip) * slope)
+    d_side = _segment_distance_sq(u, w, tip, 0.0, -hr, hr)
+    d_back = _segment_distance_sq(u, w, -hr, 0.0, -hr, hr)
+    tail = inside | (jnp.minimum(d_side, d_back) <= r * r)
+    return mouth | head | tail

@@ -215,7 +215,7 @@ class SimFishEnv:
         """A fresh world: fish, clouds and prey, epochs, salt source."""
         static = self.static
         k_episode, k_fish, k_clouds, k_prey, k_pred, k_salt = jax.random.split(key, 6)
-        fish = fish_lib.reset_fish(k_fish, params)
+        fish = fish_lib.reset_fish(k_fish, params, static)
         cloud_x, cloud_y = prey_lib.reset_clouds(k_clouds, params, static)
         salt_x, salt_y = energy_lib.reset_salt(k_salt, params)
         arena = ArenaState(salt_x=salt_x, salt_y=salt_y, cloud_x=cloud_x, cloud_y=cloud_y)
@@ -257,15 +257,19 @@ class SimFishEnv:
         )
 
         # Physics: the damped sub-steps with walls, contacts, capture and catch.
-        can_catch = state.step >= params.immunity_steps
+        can_catch = (state.step >= params.immunity_steps) | static.test_sensory_system
         fish, prey, predator, contacts = integrate_step(
             fish, prey, predator, prey_plan, bout, can_catch, params, static
         )
 
-        # Prey population: ageing, deaths and births.
+        # Prey population: ageing, deaths and births (the sensory test's prey stay fixed).
         prey = prey_lib.population_step(k_pop, prey, fish.x, fish.y, state.arena, params, static)
+        if static.test_sensory_system:
+            prey = state.prey
 
-        # Energy, salt, reward terms and the episode's end.
+        # Energy (the sensory test's rotation is free), salt, rewards and the episode's end.
+        if static.test_sensory_system:
+            angle = jnp.zeros_like(angle)
         use = energy_lib.energy_use(distance, angle, capture_bout, params)
         return self._finish_step(state, fish, prey, predator, contacts, use, params)
 

@@ -80,15 +80,23 @@ def _positions(key, cloud, arena: ArenaState, params: EnvParams, static: StaticP
     return x, y
 
 
+#: The fixed prey of ``test_sensory_system``, as offsets (px) from the arena centre.
+SENSORY_TEST_PREY = ((30.0, 30.0), (0.0, -40.0), (0.0, 40.0), (30.0, -30.0), (5.0, 50.0))
+
+
 def reset_prey(key, arena: ArenaState, params: EnvParams, static: StaticParams) -> PreyState:
-    """``prey.num`` prey at rest with random headings and gaits; the rest of the capacity dead."""
+    """``prey.num`` prey at rest with random headings and gaits; the rest of the capacity dead.
+
+    With ``test_sensory_system``: the five fixed prey of ``SENSORY_TEST_PREY``
+    (at rest, still, heading 0) and nothing else.
+    """
     kpos, kang, kgait = jax.random.split(key, 3)
     cap = static.prey_capacity
     idx = jnp.arange(cap, dtype=jnp.int32)
     cloud = idx % max(static.cloud_num, 1)
     x, y = _positions(kpos, cloud, arena, params, static)
     zero = jnp.zeros((cap,), jnp.float32)
-    return PreyState(
+    prey = PreyState(
         x=x,
         y=y,
         vx=zero,
@@ -98,6 +106,24 @@ def reset_prey(key, arena: ArenaState, params: EnvParams, static: StaticParams) 
         age=jnp.zeros((cap,), jnp.int32),
         cloud=cloud,
         alive=idx < params.prey_num,
+    )
+    if static.test_sensory_system:
+        prey = _sensory_test_prey(prey, params)
+    return prey
+
+
+def _sensory_test_prey(prey: PreyState, params: EnvParams) -> PreyState:
+    """The five fixed test prey in the first slots of ``prey`` (capacity >= 5), the rest dead."""
+    n = len(SENSORY_TEST_PREY)
+    off = jnp.asarray(SENSORY_TEST_PREY, jnp.float32)
+    pad = prey.x.shape[-1] - n
+    fill = jnp.zeros((pad,), jnp.float32)
+    return prey.replace(
+        x=jnp.concatenate([0.5 * params.width + off[:, 0], fill]),
+        y=jnp.concatenate([0.5 * params.height + off[:, 1], fill]),
+        angle=jnp.zeros_like(prey.angle),
+        gait=jnp.zeros_like(prey.gait),
+        alive=jnp.arange(prey.x.shape[-1]) < n,
     )
 
 

@@ -277,6 +277,11 @@ def substep(k, carry: Substep, inputs: StepInputs, params: EnvParams, static: St
     prey, contacts = fish_prey_contacts(
         k, fish, prey, contacts, c, s, inputs.bout, inputs.may_eat, params
     )
+    # A push-out never leaves a prey beyond its walls.
+    plan = inputs.prey
+    px, pvx = slide(prey.x, prey.vx, plan.lo_x, plan.hi_x)
+    py, pvy = slide(prey.y, prey.vy, plan.lo_y, plan.hi_y)
+    prey = prey.replace(x=px, y=py, vx=pvx, vy=pvy)
     # Predator: along its line; a touch of the whole body is a catch, else it may arrive.
     track = carry.predator
     if static.predator_enabled:

@@ -207,7 +207,7 @@ def test_in_light_matches_the_golden_vision_scenes(small_world):
     import json
 
     from conftest import GOLDEN_DIR
-    from simfish.world.fish import in_light
+    from simfish.vision.light import in_light
 
     scenes = json.loads((GOLDEN_DIR / "vision_scenes.json").read_text())["scenes"]
     internal = np.load(GOLDEN_DIR / "vision_scenes.npz")["internal"]
@@ -217,4 +217,4 @@ def test_in_light_matches_the_golden_vision_scenes(small_world):
             dark_y=jnp.float32(int(scene["arena_dark_fraction"] * 2500))
         )
         fish = with_fish(state, *scene["fish_xy"], scene["fish_angle"]).fish
-        assert float(in_light(fish, params)) == float(want), scene
+        assert float(in_light(fish.y, params.dark_y)) == float(want), scene

@@ -177,12 +177,12 @@ def test_property_fish_stays_inside_any_arena(small_world, seed, preset, size, w
         assert np.all((px >= 0) & (px <= width)) and np.all((py >= 0) & (py <= height))
 
 
-def test_coasting_far_prey_matches_the_full_substep_loop():
-    """Detailed loop for the nearest prey only == detailed loop for every prey."""
+@pytest.fixture(scope="module")
+def near_and_full():
+    """The same 1200 x 1000 world with 40 prey, chunked (n_near_prey < 40) and with every prey in the loop."""
     import dataclasses
 
     from conftest import _jitted
-    from simfish.config import load_config
 
     cfg = load_config(
         "normal",
@@ -196,17 +196,19 @@ def test_coasting_far_prey_matches_the_full_substep_loop():
     near, full = _jitted(cfg), _jitted(cfg)
     assert 8 <= near.env.static.n_near_prey < 40
     full.env.static = dataclasses.replace(full.env.static, n_near_prey=40)
-    # Prey sense the fish only close by, so those far away never escape.
-    params = near.params.replace(sensing_distance=jnp.float32(30.0))
-    key = jax.random.PRNGKey(12)
-    s_near, _ = near.reset(key, params)
+    return near, full
+
+
+def _compare(near, full, s_near, params, key, steps):
+    """Steps both worlds with the same keys and mostly capture swims; asserts equal results."""
     s_full = s_near
-    for i in range(25):
+    for i in range(steps):
         k = jax.random.fold_in(key, i)
         a = int(jax.random.randint(k, (), 0, 2)) if i % 3 else 2  # mostly capture swims
         s_near, _ = near.step(s_near, a, k, params)
         s_full, _ = full.step(s_full, a, k, params)
-    np.testing.assert_array_equal(np.asarray(s_near.prey.alive), np.asarray(s_full.prey.alive))
+        np.testing.assert_array_equal(np.asarray(s_near.prey.alive), np.asarray(s_full.prey.alive))
+        assert int(s_near.counts.prey_caught) == int(s_full.counts.prey_caught)
     for name in ("x", "y", "vx", "vy"):
         np.testing.assert_allclose(
             np.asarray(getattr(s_near.prey, name)),
@@ -216,3 +218,48 @@ def test_coasting_far_prey_matches_the_full_substep_loop():
         np.testing.assert_allclose(
             float(getattr(s_near.fish, name)), float(getattr(s_full.fish, name)), atol=1e-3
         )
+    return s_near
+
+
+def test_coasting_far_prey_matches_the_full_substep_loop(near_and_full):
+    """Detailed loop for the nearest prey only == detailed loop for every prey."""
+    near, full = near_and_full
+    # Prey sense the fish only close by, so those far away never escape.
+    params = near.params.replace(sensing_distance=jnp.float32(30.0))
+    key = jax.random.PRNGKey(12)
+    s_near, _ = near.reset(key, params)
+    _compare(near, full, s_near, params, key, 25)
+
+
+def test_chunked_loop_matches_the_full_loop_at_default_sensing(near_and_full):
+    near, full = near_and_full
+    params = near.params
+    assert float(params.sensing_distance) == 100.0
+    key = jax.random.PRNGKey(5)
+    s_near, _ = near.reset(key, params)
+    _compare(near, full, s_near, params, key, 25)
+
+
+def test_chunked_loop_overflow_matches_the_full_loop(near_and_full):
+    """All 40 prey within reach of the fish (several chunks), three in its mouth's path."""
+    near, full = near_and_full
+    params = near.params
+    key = jax.random.PRNGKey(9)
+    state, _ = near.reset(key, params)
+    angles = np.linspace(0.0, 2.0 * np.pi, 40, endpoint=False) + 0.05
+    radii = 15.0 + 2.0 * np.arange(40)
+    xy = np.stack([600.0 + radii * np.cos(angles), 500.0 + radii * np.sin(angles)], axis=1)
+    # Three prey dead ahead in different chunks; the one of the latest chunk is touched first.
+    for index, ahead in ((5, 9.0), (18, 7.0), (31, 4.5)):
+        xy[index] = (600.0 + ahead, 500.0)
+    state = with_prey(with_fish(state, 600.0, 500.0, 0.0), xy)
+    assert 40 > 2 * near.env.static.n_near_prey  # at least three chunks
+    # A deterministic capture swim straight ahead, then random capture swims.
+    exact = params.replace(deterministic_action=jnp.asarray(True))
+    s_near, _ = near.step(state, 1, key, exact)
+    s_full, _ = full.step(state, 1, key, exact)
+    alive = np.asarray(s_full.prey.alive)
+    assert int(s_full.counts.prey_caught) == 1 and not alive[31] and alive[5] and alive[18]
+    np.testing.assert_array_equal(np.asarray(s_near.prey.alive), alive)
+    np.testing.assert_allclose(np.asarray(s_near.prey.x), np.asarray(s_full.prey.x), atol=1e-2)
+    _compare(near, full, s_near, params, key, 6)

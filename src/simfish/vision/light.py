@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import chex
 import jax.numpy as jnp
-import numpy as np
 
 # Relative light level at which the visible range ends (SPEC 5.2: R = |ln 0.001| / decay).
 VISIBLE_RANGE_LIGHT_FRACTION = 0.001
@@ -108,17 +108,19 @@ def luminance(light: LightField, xy: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(inside, value, 0.0)
 
 
-def in_light(light: LightField, fish_xy: jnp.ndarray) -> jnp.ndarray:
-    """1.0 where the fish is below the dark band (y > dark_row), else 0.0.
+def in_light(fish_y, dark_row) -> jnp.ndarray:
+    """1.0 where the fish is below the dark band (y > dark_row, or no band: dark_row <= 0), else 0.0.
+
+    The one definition, used by the eyes and by the internal state.
 
     Args:
-      light: the static light field.
-      fish_xy: [..., 2] fish positions.
+      fish_y: [...] fish y positions (px).
+      dark_row: the last dark row (``LightField.dark_row`` / ``EnvParams.dark_y``).
 
     Returns:
       float32 [...].
     """
-    return (fish_xy[..., 1] > light.dark_row).astype(jnp.float32)
+    return ((fish_y > dark_row) | (dark_row <= 0)).astype(jnp.float32)
 
 
 def _exp_moments(k: float, a: jnp.ndarray, b: jnp.ndarray):
@@ -152,6 +154,7 @@ def ray_integral(light: LightField, origin: jnp.ndarray, angle: jnp.ndarray) -> 
     Returns:
       float32 [...] integrals (units: luminance x px).
     """
+    chex.assert_axis_dimension(origin, -1, 2)
     k = light.decay
     c, s = jnp.cos(angle), jnp.sin(angle)
     ox, oy = origin[..., 0], origin[..., 1]
@@ -192,19 +195,3 @@ def ray_integral(light: LightField, origin: jnp.ndarray, angle: jnp.ndarray) -> 
     total = m0_a + m0_b + m0_c
     g = light.dark_gain
     return g * total + (1.0 - g) * ramp_part
-
-
-def ray_integral_numeric(
-    light: LightField, origin: np.ndarray, angle: float, step: float = 0.01
-) -> float:
-    """Midpoint-rule reference for :func:`ray_integral` (numpy, for tests)."""
-    r = np.arange(0.0, light.max_range, step) + step / 2
-    pts = np.asarray(origin, dtype=np.float64)[None, :] + r[:, None] * np.array(
-        [math.cos(angle), math.sin(angle)]
-    )
-    x, y = pts[:, 0], pts[:, 1]
-    ramp = np.clip((y - light.ramp_start) / (light.ramp_end - light.ramp_start), 0.0, 1.0)
-    lum = light.dark_gain + (1.0 - light.dark_gain) * ramp
-    e = light.edge
-    inside = (x >= e) & (x < light.width + e) & (y >= e) & (y < light.height + e)
-    return float(np.sum(np.where(inside, lum, 0.0) * np.exp(-light.decay * r)) * step)

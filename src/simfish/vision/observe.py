@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +26,8 @@ from simfish.vision.red import red_signal
 from simfish.vision.sediment import Sediment
 
 MAX_PHOTONS = 255.0
+#: Dark fraction of the arena in ``test_sensory_system`` mode (as in the users' tool).
+SENSORY_TEST_DARK_FRACTION = 0.5
 
 
 class ReceptorSignals(NamedTuple):
@@ -123,7 +126,7 @@ class Vision:
 
     def in_light(self, fish_xy: jax.Array) -> jax.Array:
         """float32 1.0 if the fish (y > dark row) is in the light, else 0.0."""
-        return in_light(self.light, fish_xy)
+        return in_light(fish_xy[..., 1], self.light.dark_row)
 
     def receptors(
         self,
@@ -148,6 +151,9 @@ class Vision:
         prey_mask = jnp.asarray(prey_mask, dtype=bool).reshape(-1)
         predator_xy = jnp.asarray(predator_xy, dtype=jnp.float32)
         predator_present = jnp.asarray(predator_present, dtype=bool)
+        chex.assert_shape([fish_xy, predator_xy], (2,))
+        chex.assert_rank([fish_angle, predator_present], 0)
+        chex.assert_equal_shape_prefix([prey_xy, prey_mask], 1)
         eyes = self.eye_positions(fish_xy, fish_angle)
 
         # UV scatter along each receptor's ray, decay measured from the body origin.
@@ -281,7 +287,7 @@ def make_vision(
         raise ValueError(f"red_sampling must be 'circle' or 'pixel', got {red_sampling!r}")
     eyes = config.eyes
     layout = make_layout(eyes)
-    light = make_light_field(config.arena, 0.5 if config.test_sensory_system else None)
+    light = make_light_field(config.arena, SENSORY_TEST_DARK_FRACTION if config.test_sensory_system else None)
     lo, hi = receptor_bins(layout.uv_angles, eyes.uv_photoreceptor_rf_size)
     radii = tuple(
         float(config.fish.elevation * math.tan(math.radians(e))) for e in eyes.viewing_elevations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 
@@ -59,6 +60,8 @@ def prey_uv(
     Returns:
       float32 [E, P].
     """
+    chex.assert_rank([eye_xy, prey_xy], 2)
+    chex.assert_rank([heading, prey_mask], [0, 1])
     rel = prey_xy[None, :, :] - eye_xy[:, None, :]  # [E, N, 2]
     # Coordinates in the fish's frame give the angle relative to the heading
     # directly in [-pi, pi] (one arctan2 per prey instead of three trig calls).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax.numpy as jnp
 
 from simfish.vision.light import LightField, luminance
@@ -78,6 +79,8 @@ def red_signal(
     Returns:
       float32 [E, len(radii), P].
     """
+    chex.assert_shape([fish_xy, predator_xy], (2,))
+    chex.assert_rank(eye_xy, 2)
     radius = jnp.asarray(radii, dtype=jnp.float32)[None, :, None]  # [1, V, 1]
     direction = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)[:, None]  # [E, 1, P, 2]
     points = eye_xy[:, None, None, :] + radius[..., None] * direction  # [E, V, P, 2]

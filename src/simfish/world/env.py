@@ -21,12 +21,13 @@ from dm_env import specs
 
 from simfish.config import SimFishConfig, load_config
 from simfish.io.actions import Actions, as_actions
+from simfish.vision.light import in_light
 from simfish.world import energy as energy_lib
 from simfish.world import fish as fish_lib
 from simfish.world import predator as predator_lib
 from simfish.world import prey as prey_lib
 from simfish.world.params import EnvParams, StaticParams, make_params
-from simfish.world.physics import SubstepPlan, integrate_step
+from simfish.world.physics import Bout, integrate_step
 from simfish.world.state import ArenaState, EnvState, Events, RewardTerms
 from simfish.world.types import OAR
 
@@ -72,7 +73,7 @@ class SimFishEnv:
         if vision is True:
             from simfish.vision.bind import make_vision_fn
 
-            vision = make_vision_fn(config)
+            vision = make_vision_fn(config, vision=self.static.vision)
         self._vision = vision or None
 
     # ------------------------------------------------------------------ API
@@ -198,7 +199,7 @@ class SimFishEnv:
         """[in_light, energy, salt_concentration] float32 [3]."""
         return jnp.stack(
             [
-                fish_lib.in_light(state.fish, params),
+                in_light(state.fish.y, params.dark_y),
                 state.fish.energy.astype(jnp.float32),
                 state.salt_concentration.astype(jnp.float32),
             ]
@@ -214,7 +215,7 @@ class SimFishEnv:
         """A fresh world: fish, clouds and prey, epochs, salt source."""
         static = self.static
         k_episode, k_fish, k_clouds, k_prey, k_pred, k_salt = jax.random.split(key, 6)
-        fish = fish_lib.reset_fish(k_fish, params)
+        fish = fish_lib.reset_fish(k_fish, params, static)
         cloud_x, cloud_y = prey_lib.reset_clouds(k_clouds, params, static)
         salt_x, salt_y = energy_lib.reset_salt(k_salt, params)
         arena = ArenaState(salt_x=salt_x, salt_y=salt_y, cloud_x=cloud_x, cloud_y=cloud_y)
@@ -245,6 +246,7 @@ class SimFishEnv:
         distance, angle = fish_lib.sample_bout(k_bout, action, params, static)
         capture_bout = params.action_is_capture[action]
         fish = fish_lib.start_bout(state.fish, distance, angle, params)
+        bout = Bout(cos=jnp.cos(fish.angle), sin=jnp.sin(fish.angle), capture=capture_bout)
 
         # Prey decisions for this step: gaits, turns, escape times, walls.
         prey, prey_plan = prey_lib.plan_prey_step(k_prey, state.prey, state.arena, params, static)
@@ -255,87 +257,47 @@ class SimFishEnv:
         )
 
         # Physics: the damped sub-steps with walls, contacts, capture and catch.
-        plan = SubstepPlan(
-            fish_cos=jnp.cos(fish.angle),
-            fish_sin=jnp.sin(fish.angle),
-            capture_bout=capture_bout,
-            prey_hx=prey_plan["hx"],
-            prey_hy=prey_plan["hy"],
-            prey_gait_kick=prey_plan["gait_kick"],
-            prey_escape_t1=prey_plan["escape_t1"],
-            prey_escape_t2=prey_plan["escape_t2"],
-            prey_lo_x=prey_plan["lo_x"],
-            prey_hi_x=prey_plan["hi_x"],
-            prey_lo_y=prey_plan["lo_y"],
-            prey_hi_y=prey_plan["hi_y"],
-            predator_can_catch=state.step >= params.immunity_steps,
-        )
-        res = integrate_step(
-            (fish.x, fish.y, fish.vx, fish.vy),
-            (prey.x, prey.y, prey.vx, prey.vy),
-            prey.alive,
-            (predator.x, predator.y, predator.vx, predator.vy),
-            (predator.target_x, predator.target_y),
-            predator.present,
-            plan,
-            params,
-            static,
+        can_catch = (state.step >= params.immunity_steps) | static.test_sensory_system
+        fish, prey, predator, contacts = integrate_step(
+            fish, prey, predator, prey_plan, bout, can_catch, params, static
         )
 
-        # Fish after the step: always clamped into the arena.
-        fx, fy = fish_lib.clamp_to_arena(res.fish_x, res.fish_y, params)
-        fish = fish.replace(
-            x=fx,
-            y=fy,
-            vx=res.fish_vx,
-            vy=res.fish_vy,
-            angle=fish.angle + jnp.where(res.fish_turned, jnp.pi, 0.0).astype(jnp.float32),
-        )
-        prey = prey.replace(
-            x=res.prey_x,
-            y=res.prey_y,
-            vx=res.prey_vx,
-            vy=res.prey_vy,
-            angle=jnp.arctan2(res.prey_hy, res.prey_hx),
-            alive=res.prey_alive,
-        )
-        predator = predator.replace(
-            x=res.pred_x, y=res.pred_y, vx=res.pred_vx, vy=res.pred_vy, present=res.pred_present
-        )
+        # Prey population: ageing, deaths and births (the sensory test's prey stay fixed).
+        prey = prey_lib.population_step(k_pop, prey, fish.x, fish.y, state.arena, params, static)
+        if static.test_sensory_system:
+            prey = state.prey
 
-        # Prey population: ageing, deaths and births.
-        prey = prey_lib.population_step(k_pop, prey, fx, fy, state.arena, params, static)
-
-        # Salt at the fish's new position.
-        salt = energy_lib.salt_concentration(
-            fx, fy, state.arena.salt_x, state.arena.salt_y, params, static
-        )
-
-        # Energy and reward terms.
+        # Energy (the sensory test's rotation is free), salt, rewards and the episode's end.
+        if static.test_sensory_system:
+            angle = jnp.zeros_like(angle)
         use = energy_lib.energy_use(distance, angle, capture_bout, params)
-        energy, starved = energy_lib.update_energy(fish.energy, use, res.n_eaten > 0, params)
+        return self._finish_step(state, fish, prey, predator, contacts, use, params)
+
+    def _finish_step(self, state: EnvState, fish, prey, predator, contacts, use, params):
+        """Energy, salt, rewards, events and termination: (state, reward, discount, step_type)."""
+        salt = energy_lib.salt_concentration(
+            fish.x, fish.y, state.arena.salt_x, state.arena.salt_y, params, self.static
+        )
+        energy, starved = energy_lib.update_energy(fish.energy, use, contacts.n_eaten > 0, params)
         fish = fish.replace(energy=energy)
         terms = energy_lib.reward_terms(
-            use, res.n_eaten, res.pred_caught, res.pred_avoided, res.wall_touched, salt, params
+            use, contacts.n_eaten, contacts.caught, contacts.avoided, contacts.wall, salt, params
         )
         events = Events(
-            prey_caught=res.n_eaten,
-            attacks_avoided=res.pred_avoided.astype(jnp.int32),
-            attacks_captured=res.pred_caught.astype(jnp.int32),
-            wall_touches=res.wall_touched.astype(jnp.int32),
+            prey_caught=contacts.n_eaten,
+            attacks_avoided=contacts.avoided.astype(jnp.int32),
+            attacks_captured=contacts.caught.astype(jnp.int32),
+            wall_touches=contacts.wall.astype(jnp.int32),
         )
-
-        # Episode end: starvation or all prey eaten (terminal), or the time limit.
+        # Starvation or all prey eaten end the episode (terminal); so does the time limit.
         step = state.step + 1
         all_eaten = (params.prey_num > 0) & (prey_lib.alive_count(prey) == 0)
         terminal = starved | all_eaten
-        truncated = step >= params.max_steps
-        done = terminal | truncated
-        new_state = EnvState(
+        done = terminal | (step >= params.max_steps)
+        new_state = state.replace(
             fish=fish,
             prey=prey,
             predator=predator,
-            arena=state.arena,
             step=step,
             done=done,
             salt_concentration=salt,
@@ -343,9 +305,6 @@ class SimFishEnv:
             last_events=events,
             totals=jax.tree_util.tree_map(jnp.add, state.totals, terms),
             counts=state.counts + events,
-            episode_key=state.episode_key,
         )
-        reward = terms.total()
         discount = jnp.where(terminal, 0.0, 1.0).astype(jnp.float32)
-        step_type = jnp.where(done, LAST, MID)
-        return new_state, reward, discount, step_type
+        return new_state, terms.total(), discount, jnp.where(done, LAST, MID)

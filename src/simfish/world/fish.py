@@ -13,14 +13,20 @@ from simfish.world.state import FishState
 SENSORY_TEST_ROTATION = 0.1
 
 
-def reset_fish(key, params: EnvParams) -> FishState:
-    """A fish at rest: ``init_*`` where given, else uniform (40 px margin) and any heading."""
+def reset_fish(key, params: EnvParams, static: StaticParams) -> FishState:
+    """A fish at rest: ``init_*`` where given, else uniform (40 px margin) and any heading.
+
+    With ``test_sensory_system``: at the arena centre, heading 0.
+    """
     kx, ky, ka = jax.random.split(key, 3)
     f32 = jnp.float32
     rx = jax.random.uniform(kx, (), f32, START_MARGIN, params.width - START_MARGIN)
     ry = jax.random.uniform(ky, (), f32, START_MARGIN, params.height - START_MARGIN)
     ra = jax.random.uniform(ka, (), f32, 0.0, 2.0 * jnp.pi)
     zero = jnp.zeros((), f32)
+    if static.test_sensory_system:
+        rx, ry, ra = 0.5 * params.width, 0.5 * params.height, zero
+        params = params.replace(init_x=rx, init_y=ry, init_angle=ra)
     return FishState(
         x=jnp.where(jnp.isnan(params.init_x), rx, params.init_x),
         y=jnp.where(jnp.isnan(params.init_y), ry, params.init_y),
@@ -61,13 +67,3 @@ def start_bout(fish: FishState, distance_mm, angle, params: EnvParams) -> FishSt
         vx=fish.vx + speed * jnp.cos(heading),
         vy=fish.vy + speed * jnp.sin(heading),
     )
-
-
-def clamp_to_arena(x, y, params: EnvParams):
-    """Fish position clamped into the arena (done at the end of every step)."""
-    return jnp.clip(x, 0.0, params.width), jnp.clip(y, 0.0, params.height)
-
-
-def in_light(fish: FishState, params: EnvParams):
-    """1.0 when the fish is below the dark band (y > dark_y, or no band), else 0.0."""
-    return ((fish.y > params.dark_y) | (params.dark_y <= 0.0)).astype(jnp.float32)

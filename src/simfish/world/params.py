@@ -17,6 +17,7 @@ import numpy as np
 
 from simfish.config import SimFishConfig
 from simfish.io.actions import Actions
+from simfish.vision.observe import Vision, make_vision
 from simfish.world.types import pytree_dataclass
 
 #: Damping per second used by the users' tool (pymunk ``space.damping = 0.7``
@@ -26,9 +27,10 @@ DAMPING_PER_SECOND = 0.7**50
 START_MARGIN = 40.0
 #: Prey within this distance (px) of the fish do not die of old age.
 DEATH_PROTECTION_DISTANCE = 200.0
-#: Distance (px) within which a prey may interact with the fish during one
-#: step: the longest bouts cover ~15 mm, plus the tail and the sensing range.
-REACH_PX = 200.0
+#: Typical distance (px) within which a prey may interact with the fish
+#: during one step: the longest bouts cover ~15 mm, plus the sensing range;
+#: it sizes the chunks of the sub-step loop (more chunks run when needed).
+REACH_PX = 260.0
 #: Fewest prey handled by the detailed sub-step loop each step.
 MIN_NEAR_PREY = 8
 #: Number of candidate spawn angles tried for a predator.
@@ -50,8 +52,13 @@ class StaticParams:
       test_sensory_system: the fish only rotates by 0.1 rad per step.
       num_actions: number of actions.
       null_action: id of the action reported on the first step of an episode.
-      n_near_prey: how many prey nearest to the fish get the detailed
-        sub-step treatment (contacts, captures, escapes) each step.
+      n_near_prey: chunk size of the detailed sub-step loop (contacts,
+        captures, escapes): the prey that may interact with the fish go
+        through it in chunks of this many (one chunk in the usual case).
+      vision: the static eye model (:class:`~simfish.vision.Vision`) of the
+        config; its light field gives ``EnvParams.dark_y``, so the eyes and
+        the internal ``in_light`` use the same dark band. Not compared or
+        hashed (it holds arrays).
     """
 
     n_substeps: int
@@ -65,11 +72,12 @@ class StaticParams:
     num_actions: int
     null_action: int
     n_near_prey: int
+    vision: Vision = dataclasses.field(compare=False, hash=False, repr=False)
 
     @property
     def predator_enabled(self) -> bool:
-        """Whether any predator can appear in an episode."""
-        return self.n_epochs > 0
+        """Whether any predator can appear in an episode (the sensory test scripts one)."""
+        return self.n_epochs > 0 or self.test_sensory_system
 
 
 @pytree_dataclass
@@ -162,10 +170,12 @@ def _nan_if_none(x) -> jnp.ndarray:
 
 
 def near_prey_count(config: SimFishConfig, capacity: int) -> int:
-    """How many prey (nearest to the fish) get the detailed sub-step treatment.
+    """Chunk size of the detailed sub-step loop (a speed setting: results never depend on it).
 
-    The others cannot reach the fish within a step and coast in closed form.
-    The count covers the prey expected within ``REACH_PX`` of the fish with a
+    Prey that cannot reach the fish within a step coast in closed form; the
+    others run through the loop in chunks of this size, more chunks only
+    when there are more of them. The size covers the prey expected within
+    ``REACH_PX`` of the fish with a
     wide margin: a whole cloud plus 8 with clouds; otherwise twice the
     expected number at uniform density plus 4 (at least ``MIN_NEAR_PREY``).
     """
@@ -194,12 +204,16 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
     prey, pred, fish = config.prey, config.predator, config.fish
     reproduction = bool(prey.reproduction_mode) and prey.cloud_num > 0
     capacity = int(prey.num) + (int(prey.cloud_num) if reproduction else 0)
+    if config.test_sensory_system:  # the five fixed test prey
+        capacity, reproduction = max(capacity, 5), False
     max_steps = int(config.max_sim_steps_per_episode)
     # Epoch starts are drawn in [immunity, max_steps - duration): none when empty.
     epoch_room = max_steps - int(pred.epoch_duration) - int(pred.immunity_steps)
     n_epochs = int(pred.epoch_num)
     if epoch_room <= 0 or pred.probability_per_epoch_step <= 0.0 or pred.epoch_duration <= 0:
         n_epochs = 0
+    # The eyes, with the light field that also fixes the dark band of the internal state.
+    vision = make_vision(config)
     names = list(actions.names)
     null_action = names.index("Null") if "Null" in names else 0
     static = StaticParams(
@@ -214,6 +228,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         num_actions=int(actions.num_actions),
         null_action=int(null_action),
         n_near_prey=near_prey_count(config, max(capacity, 1)),
+        vision=vision,
     )
     fixed = fish.fixed_energy_level is not None
     init_energy = 1.0 if fish.init_energy_level is None else fish.init_energy_level
@@ -223,7 +238,7 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         max_steps=_i(max_steps),
         width=_f(config.arena.width),
         height=_f(config.arena.height),
-        dark_y=_f(int(config.arena.dark_fraction * config.arena.height)),
+        dark_y=_f(vision.light.dark_row),
         wall_bounce=_b(config.arena.wall_bounce),
         mouth_radius=_f(fish.mouth_radius),
         head_radius=_f(fish.head_radius),

@@ -1,30 +1,52 @@
-"""Damped motion, walls and fish-body collisions: the physics sub-step loop.
+"""Damped motion and walls, and the sub-step loop that composes the subsystems.
 
 Motion model (SPEC 4.1): per sub-step, impulses (kicks) change velocities,
 then x <- x + v dt, then v <- v d. An impulse meant to move a body L px is a
-velocity change of L (1 - d) / dt. The loop here integrates the fish, the
-prey and the predator over the ``n_substeps`` sub-steps of one step; only what
-must change within a step lives inside it (positions, velocities, contacts,
-captures); per-step decisions (turns, gaits, escape times, spawning) are made
-before it by the subsystem modules. Only the prey nearest to the fish go
-through the loop; the others cannot interact with it during the step and
-coast in closed form (``coast``). Prey do not collide with one another or
-with the predator.
+velocity change of L (1 - d) / dt. :func:`integrate_step` runs the
+``n_substeps`` sub-steps of one step over typed entity pytrees
+(``FishState``, ``PreyState``, ``PredatorState``, the contact record
+:class:`~simfish.world.contacts.Contacts`); each sub-step is a fixed
+sequence of small stages (fish motion and walls, prey motion and walls,
+body contacts, capture, push-out, predator). Per-step decisions (turns,
+gaits, escape times, spawning) are made before the loop by the subsystem
+modules, so the loop itself draws no random numbers.
+
+Only prey that may interact with the fish during the step (or whose wall
+contact the closed form cannot resolve) go through the loop, in chunks of
+``static.n_near_prey``; the others coast in closed form (:func:`coast`),
+which gives the same motion. The fish and the predator do not depend on the
+prey (the fish is treated as immovable in prey contacts), so chunks are
+independent except for the one-meal-per-step rule, which
+:func:`integrate_step` resolves exactly. Prey do not collide with one
+another or with the predator.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 
+from simfish.world import contacts as contacts_lib
+from simfish.world.contacts import CONTACT_SLOP, Contacts
 from simfish.world.params import EnvParams, StaticParams
+from simfish.world.prey import PreyPlan
+from simfish.world.state import FishState, PredatorState, PreyState
 from simfish.world.types import pytree_dataclass
 
-#: Extra distance (px) within which an ongoing contact is still "the same
-#: contact" (no new capture attempt), like a collision arbiter's persistence.
-CONTACT_SLOP = 0.5
+__all__ = [
+    "CONTACT_SLOP",
+    "Bout",
+    "PredatorLine",
+    "bounce",
+    "coast",
+    "slide",
+    "fish_walls",
+    "impulse_speed",
+    "integrate_step",
+]
 
 
 def impulse_speed(distance_px, params: EnvParams):
@@ -33,119 +55,71 @@ def impulse_speed(distance_px, params: EnvParams):
 
 
 @pytree_dataclass
-class SubstepPlan:
-    """Per-step inputs of the sub-step loop (decided before it).
+class Bout:
+    """The fish's per-step decisions that the sub-steps use.
 
     Attributes:
-      fish_cos, fish_sin: [] heading of the fish during the step.
-      capture_bout: [] bool, the bout is a capture bout.
-      prey_hx, prey_hy: [P] unit heading of each prey.
-      prey_gait_kick: [P] velocity kick per sub-step from the gait (px/s).
-      prey_escape_t1, prey_escape_t2: [P] int32 sub-steps at which an escape
-        triggers if the fish is within sensing distance (>= n: never).
-      prey_lo_x, prey_hi_x, prey_lo_y, prey_hi_y: [P] or [] walls for prey
-        centres (arena or cloud square, inset by the prey radius).
-      predator_can_catch: [] bool, the immunity period is over.
+      cos, sin: [] heading of the fish during the step (before wall turns).
+      capture: [] bool, the bout is a capture bout.
     """
 
-    fish_cos: jnp.ndarray
-    fish_sin: jnp.ndarray
-    capture_bout: jnp.ndarray
-    prey_hx: jnp.ndarray
-    prey_hy: jnp.ndarray
-    prey_gait_kick: jnp.ndarray
-    prey_escape_t1: jnp.ndarray
-    prey_escape_t2: jnp.ndarray
-    prey_lo_x: jnp.ndarray
-    prey_hi_x: jnp.ndarray
-    prey_lo_y: jnp.ndarray
-    prey_hi_y: jnp.ndarray
-    predator_can_catch: jnp.ndarray
+    cos: jnp.ndarray
+    sin: jnp.ndarray
+    capture: jnp.ndarray
 
 
 @pytree_dataclass
-class SubstepResult:
-    """What the sub-step loop returns.
+class PredatorLine:
+    """The predator's straight path to its target during one step.
+
+    The predator spawns at rest aimed at its target, so steering towards the
+    target never changes its heading: its centre is (x0, y0) + (ex, ey) s,
+    with s the distance travelled this step. It arrives when its position
+    rounds to the target's, i.e. within half a pixel (s >= goal).
 
     Attributes:
-      fish_x, fish_y, fish_vx, fish_vy: [] fish after the step.
-      fish_turned: [] bool, a bouncing wall turned the fish around (odd count).
-      wall_touched: [] bool.
-      prey_x, prey_y, prey_vx, prey_vy, prey_hx, prey_hy: [P].
-      prey_alive: [P] bool (eaten prey removed).
-      n_eaten: [] int32 prey eaten during the step.
-      pred_x, pred_y, pred_vx, pred_vy: [] predator.
-      pred_present: [] bool.
-      pred_caught: [] bool, the predator caught the fish this step.
-      pred_avoided: [] bool, the predator left without catching the fish.
+      x0, y0: [] start of the step.  ex, ey: [] unit direction.
+      goal: [] distance at which it arrives.  can_catch: [] bool, immunity is over.
     """
 
-    fish_x: jnp.ndarray
-    fish_y: jnp.ndarray
-    fish_vx: jnp.ndarray
-    fish_vy: jnp.ndarray
-    fish_turned: jnp.ndarray
-    wall_touched: jnp.ndarray
-    prey_x: jnp.ndarray
-    prey_y: jnp.ndarray
-    prey_vx: jnp.ndarray
-    prey_vy: jnp.ndarray
-    prey_hx: jnp.ndarray
-    prey_hy: jnp.ndarray
-    prey_alive: jnp.ndarray
-    n_eaten: jnp.ndarray
-    pred_x: jnp.ndarray
-    pred_y: jnp.ndarray
-    pred_vx: jnp.ndarray
-    pred_vy: jnp.ndarray
-    pred_present: jnp.ndarray
-    pred_caught: jnp.ndarray
-    pred_avoided: jnp.ndarray
+    x0: jnp.ndarray
+    y0: jnp.ndarray
+    ex: jnp.ndarray
+    ey: jnp.ndarray
+    goal: jnp.ndarray
+    can_catch: jnp.ndarray
 
 
-class _Carry(NamedTuple):
-    """Loop carry: fish and prey as in ``SubstepResult``, the predator on its line, contacts."""
+@pytree_dataclass
+class PredatorTrack:
+    """The predator inside the loop: distance ``s`` and speed ``sv`` along its line, presence."""
 
-    fish_x: jnp.ndarray
-    fish_y: jnp.ndarray
-    fish_vx: jnp.ndarray
-    fish_vy: jnp.ndarray
-    fish_turned: jnp.ndarray
-    wall_touched: jnp.ndarray
-    prey_x: jnp.ndarray
-    prey_y: jnp.ndarray
-    prey_vx: jnp.ndarray
-    prey_vy: jnp.ndarray
-    prey_hx: jnp.ndarray
-    prey_hy: jnp.ndarray
-    prey_alive: jnp.ndarray
-    n_eaten: jnp.ndarray
-    pred_s: jnp.ndarray  # distance travelled along the line to the target
-    pred_sv: jnp.ndarray  # speed along that line
-    pred_present: jnp.ndarray
-    pred_caught: jnp.ndarray
-    pred_avoided: jnp.ndarray
-    mouth_prev: jnp.ndarray  # [P] bool, in contact with the mouth
-    near: jnp.ndarray  # [P] bool, within sensing distance of the fish
-    touched: jnp.ndarray  # [P] bool, touched by the fish in the last sub-step
+    s: jnp.ndarray
+    sv: jnp.ndarray
+    present: jnp.ndarray
 
 
-_SHARED_FIELDS = (
-    "fish_x",
-    "fish_y",
-    "fish_vx",
-    "fish_vy",
-    "fish_turned",
-    "wall_touched",
-    "prey_x",
-    "prey_y",
-    "prey_vx",
-    "prey_vy",
-    "prey_hx",
-    "prey_hy",
-    "prey_alive",
-    "n_eaten",
-)
+@pytree_dataclass
+class Substep:
+    """The loop carry: the entities and the contact record."""
+
+    fish: FishState
+    prey: PreyState
+    predator: PredatorTrack
+    contacts: Contacts
+
+
+@pytree_dataclass
+class StepInputs:
+    """Everything constant over the sub-steps of one step."""
+
+    bout: Bout
+    prey: PreyPlan
+    line: PredatorLine
+    may_eat: jnp.ndarray  # [] or [P'] bool: captures allowed for these prey
+
+
+# ---------------------------------------------------------------- walls, coasting
 
 
 def bounce(x, v, h, lo, hi):
@@ -158,10 +132,16 @@ def bounce(x, v, h, lo, hi):
     return x, jnp.where(hit, -v, v), jnp.where(hit, -h, h)
 
 
+def slide(x, v, lo, hi):
+    """Stops bodies at walls ``lo``/``hi``: inelastic and frictionless (position clamped, normal speed 0)."""
+    hit = (x < lo) | (x > hi)
+    return jnp.clip(x, lo, hi), jnp.where(hit, 0.0, v)
+
+
 def fish_walls(x, y, vx, vy, turned, params: EnvParams):
     """Stops a fish that touches a wall and puts it back inside (or bounces it).
 
-    Returns (x, y, vx, vy, turned, touched).
+    Returns (x, y, vx, vy, turned, touched), each [].
     """
     r = params.head_radius
     w, h = params.width, params.height
@@ -183,8 +163,10 @@ def fish_walls(x, y, vx, vy, turned, params: EnvParams):
 def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
     """Closed form of ``n_substeps`` sub-steps of a body kicked by ``kick`` along ``h``.
 
-    Per sub-step: v += kick h; x += v dt; v *= d. Walls at ``lo``/``hi``
-    reflect the end position (at most once). Shapes broadcast.
+    Per sub-step: v += kick h; x += v dt; v *= d; then :func:`slide` at the
+    walls ``lo``/``hi``. Exact when the body is not kicked away from a wall
+    it reaches (see :func:`wall_ambiguous`): it then stays on the wall with
+    no normal speed. Shapes broadcast; the heading is unchanged.
 
     Returns:
       (x, v, h) after the step.
@@ -195,351 +177,317 @@ def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
     a = kick * h
     x = x + params.dt * (v * geo + a * (n_substeps - d * geo) / (1.0 - d))
     v = v * dn + a * d * geo
-    return bounce(x, v, h, lo, hi)
+    x, v = slide(x, v, lo, hi)
+    return x, v, h
+
+
+def travel_bound(v, a, params: EnvParams, n_substeps: int):
+    """Upper bound (px) of the distance a body with speed ``v`` and kick ``a`` covers in a step."""
+    d = params.damping
+    geo = (1.0 - d**n_substeps) / (1.0 - d)
+    return params.dt * (jnp.abs(v) * geo + jnp.abs(a) * (n_substeps - d * geo) / (1.0 - d))
+
+
+def wall_ambiguous(x, v, a, lo, hi, params: EnvParams, n_substeps: int):
+    """Bodies moving towards a wall they may reach while kicked away from it ([P] bool).
+
+    Only those can hit a wall and come back within a step, which the closed
+    form does not follow; they go through the sub-step loop.
+    """
+    reach = travel_bound(v, 0.0, params, n_substeps) + 1.0
+    to_hi = (v > 0.0) & (a < 0.0) & (x + reach >= hi)
+    to_lo = (v < 0.0) & (a > 0.0) & (x - reach <= lo)
+    return to_hi | to_lo
+
+
+# ---------------------------------------------------------------- sub-step stages
+
+
+def fish_substep(fish: FishState, contacts: Contacts, params: EnvParams):
+    """Fish: move, damp, walls. Returns (fish, contacts with wall touch and turn)."""
+    d, dt = params.damping, params.dt
+    x = fish.x + fish.vx * dt
+    y = fish.y + fish.vy * dt
+    x, y, vx, vy, turned, touch = fish_walls(x, y, fish.vx * d, fish.vy * d, contacts.turned, params)
+    fish = fish.replace(x=x, y=y, vx=vx, vy=vy)
+    return fish, contacts.replace(turned=turned, wall=contacts.wall | touch)
+
+
+def prey_substep(k, prey: PreyState, contacts: Contacts, plan: PreyPlan, params: EnvParams):
+    """Prey: kicks (gait, escape, contact jump), move, damp, sliding walls."""
+    d, dt = params.damping, params.dt
+    jump_kick = params.velocity_jump * (1.0 - d)
+    escape = contacts.near & ((k == plan.escape_t1) | (k == plan.escape_t2))
+    kick = plan.gait_kick + jnp.where(escape | contacts.jump, jump_kick, 0.0)
+    vx = prey.vx + kick * plan.hx
+    vy = prey.vy + kick * plan.hy
+    x, vx = slide(prey.x + vx * dt, vx * d, plan.lo_x, plan.hi_x)
+    y, vy = slide(prey.y + vy * dt, vy * d, plan.lo_y, plan.hi_y)
+    return _live_only(prey, x, y, vx, vy)
+
+
+def _live_only(prey: PreyState, x, y, vx, vy) -> PreyState:
+    """The prey with the new motion for live prey; dead (eaten) prey stay where they are."""
+    a = prey.alive
+    return prey.replace(
+        x=jnp.where(a, x, prey.x),
+        y=jnp.where(a, y, prey.y),
+        vx=jnp.where(a, vx, prey.vx),
+        vy=jnp.where(a, vy, prey.vy),
+    )
+
+
+def fish_prey_contacts(k, fish, prey: PreyState, contacts: Contacts, c, s, bout, may_eat, params):
+    """Body contacts, capture and push-out of the prey. Returns (prey, contacts)."""
+    hits = contacts_lib.body_hits(fish.x, fish.y, c, s, prey.x, prey.y, prey.alive, params)
+    eaten = contacts_lib.capture(hits, contacts, k, bout.capture & may_eat, params)
+    pushed = hits.any & ~eaten
+    nx, ny, depth = contacts_lib.contact_normal(hits, c, s, params)
+    px, py, pvx, pvy = contacts_lib.push_out(
+        prey.x, prey.y, prey.vx, prey.vy, fish.vx, fish.vy, pushed, nx, ny, depth
+    )
+    prey = prey.replace(x=px, y=py, vx=pvx, vy=pvy, alive=prey.alive & ~eaten)
+    return prey, contacts_lib.update_contacts(contacts, hits, eaten, pushed, k, params)
+
+
+def predator_substep(track: PredatorTrack, line: PredatorLine, fish: FishState, c, s, contacts, params):
+    """Predator: kick along its line, move, damp; catch or arrive. Returns (track, contacts)."""
+    d = params.damping
+    sv = track.sv + jnp.where(track.present, params.predator_velocity * (1.0 - d), 0.0)
+    s = track.s + sv * params.dt
+    sv = sv * d
+    gx = line.x0 + line.ex * s - fish.x
+    gy = line.y0 + line.ey * s - fish.y
+    touch = contacts_lib.predator_touches_fish(gx, gy, c, s, params)
+    caught = track.present & line.can_catch & touch
+    arrived = track.present & ~caught & (s >= line.goal)
+    contacts = contacts.replace(caught=contacts.caught | caught, avoided=contacts.avoided | arrived)
+    return PredatorTrack(s=s, sv=sv, present=track.present & ~(caught | arrived)), contacts
+
+
+def substep(k, carry: Substep, inputs: StepInputs, params: EnvParams, static: StaticParams):
+    """One sub-step: the stages in order."""
+    # Fish: move, damp, walls (a bouncing wall turns the heading around).
+    fish, contacts = fish_substep(carry.fish, carry.contacts, params)
+    sign = jnp.where(contacts.turned, -1.0, 1.0)
+    c, s = inputs.bout.cos * sign, inputs.bout.sin * sign
+    # Prey: kicks, move, damp, sliding walls.
+    prey = prey_substep(k, carry.prey, carry.contacts, inputs.prey, params)
+    # Contacts with the fish's body: capture, else an elastic push-out.
+    prey, contacts = fish_prey_contacts(
+        k, fish, prey, contacts, c, s, inputs.bout, inputs.may_eat, params
+    )
+    # A push-out never leaves a prey beyond its walls.
+    plan = inputs.prey
+    px, pvx = slide(prey.x, prey.vx, plan.lo_x, plan.hi_x)
+    py, pvy = slide(prey.y, prey.vy, plan.lo_y, plan.hi_y)
+    prey = prey.replace(x=px, y=py, vx=pvx, vy=pvy)
+    # Predator: along its line; a touch of the whole body is a catch, else it may arrive.
+    track = carry.predator
+    if static.predator_enabled:
+        track, contacts = predator_substep(track, inputs.line, fish, c, s, contacts, params)
+    return Substep(fish=fish, prey=prey, predator=track, contacts=contacts)
+
+
+# ---------------------------------------------------------------- the step
+
+
+def predator_line(predator: PredatorState, can_catch) -> tuple[PredatorLine, PredatorTrack]:
+    """The predator's line to its target and its starting track."""
+    f32 = jnp.float32
+    x0, y0 = jnp.asarray(predator.x, f32), jnp.asarray(predator.y, f32)
+    ex = predator.target_x - x0
+    ey = predator.target_y - y0
+    dist = jnp.sqrt(ex * ex + ey * ey)
+    ex = jnp.where(dist > 0.0, ex / jnp.maximum(dist, 1e-6), 1.0)
+    ey = jnp.where(dist > 0.0, ey / jnp.maximum(dist, 1e-6), 0.0)
+    line = PredatorLine(x0=x0, y0=y0, ex=ex, ey=ey, goal=dist - 0.5, can_catch=can_catch)
+    sv = jnp.asarray(predator.vx, f32) * ex + jnp.asarray(predator.vy, f32) * ey
+    track = PredatorTrack(s=jnp.zeros((), f32), sv=sv, present=jnp.asarray(predator.present))
+    return line, track
+
+
+def predator_after(predator: PredatorState, line: PredatorLine, track, contacts, params):
+    """The predator back in the plane; leaving the arena also ends an attack."""
+    x = line.x0 + line.ex * track.s
+    y = line.y0 + line.ey * track.s
+    left = track.present & (
+        (x < 0.0) | (x > params.width) | (y < 0.0) | (y > params.height)
+    )
+    predator = predator.replace(
+        x=x, y=y, vx=line.ex * track.sv, vy=line.ey * track.sv, present=track.present & ~left
+    )
+    return predator, contacts.replace(avoided=contacts.avoided | left)
+
+
+def detailed_loop(fish, prey, track, inputs: StepInputs, params, static):
+    """Runs the sub-steps for the fish, the given prey [P'] and the predator."""
+    b = inputs.bout
+    contacts = contacts_lib.start_contacts(
+        fish, b.cos, b.sin, prey.x, prey.y, prey.alive, static.n_substeps, params
+    )
+    init = Substep(fish=fish, prey=prey, predator=track, contacts=contacts)
+    return jax.lax.fori_loop(
+        0, static.n_substeps, lambda k, c: substep(k, c, inputs, params, static), init
+    )
+
+
+def interacting(fish: FishState, prey: PreyState, plan: PreyPlan, params, static):
+    """Live prey [P] that must go through the sub-step loop.
+
+    Those that may come within sensing or body distance of the fish during
+    the step (fish path + prey path + the larger of the sensing distance and
+    the body length, with the wall jump of the fish), and those whose wall
+    contact the closed form does not follow (:func:`wall_ambiguous`).
+    """
+    n = static.n_substeps
+    travel = travel_bound(jnp.sqrt(fish.vx * fish.vx + fish.vy * fish.vy), 0.0, params, n)
+    # A wall the fish may reach can put it back inside by up to the bouncing margin.
+    r = params.head_radius
+    near_wall = (jnp.minimum(fish.x, params.width - fish.x) <= travel + r) | (
+        jnp.minimum(fish.y, params.height - fish.y) <= travel + r
+    )
+    wall_jump = jnp.where(near_wall, 40.0 + r + params.tail_length, 0.0)
+    body = params.head_radius + params.tail_length + params.prey_radius
+    reach = travel + wall_jump + jnp.maximum(params.sensing_distance, body)
+    prey_speed = jnp.sqrt(prey.vx * prey.vx + prey.vy * prey.vy)
+    reach = reach + travel_bound(prey_speed, plan.gait_kick, params, n) + 1.0
+    d2 = (prey.x - fish.x) ** 2 + (prey.y - fish.y) ** 2
+    ax, ay = plan.gait_kick * plan.hx, plan.gait_kick * plan.hy
+    ambiguous = wall_ambiguous(prey.x, prey.vx, ax, plan.lo_x, plan.hi_x, params, n) | (
+        wall_ambiguous(prey.y, prey.vy, ay, plan.lo_y, plan.hi_y, params, n)
+    )
+    return prey.alive & ((d2 <= reach * reach) | ambiguous)
 
 
 def integrate_step(
-    fish_xy_v,
-    prey_xy_v,
-    prey_alive,
-    pred_xy_v,
-    pred_target,
-    pred_present,
-    plan: SubstepPlan,
+    fish: FishState,
+    prey: PreyState,
+    predator: PredatorState,
+    prey_plan: PreyPlan,
+    bout: Bout,
+    predator_can_catch,
     params: EnvParams,
     static: StaticParams,
-) -> SubstepResult:
+) -> tuple[FishState, PreyState, PredatorState, Contacts]:
     """Integrates one step of ``static.n_substeps`` damped sub-steps.
 
-    Only the ``static.n_near_prey`` live prey nearest to the fish at the start
-    of the step go through the detailed sub-step loop (contacts, captures,
-    escapes, touch-jumps); the others cannot reach the fish within a step and
-    coast in closed form (``coast``), which gives the same motion.
+    The prey that may interact with the fish (:func:`interacting`) go
+    through the detailed loop in chunks of ``static.n_near_prey`` (one chunk
+    unless they are unusually many); the others coast in closed form. The
+    result is that of running every prey through the loop.
 
     Args:
-      fish_xy_v: (x, y, vx, vy) of the fish, each [] (velocity after the bout impulse).
-      prey_xy_v: (x, y, vx, vy) of the prey, each [P].
-      prey_alive: [P] bool.
-      pred_xy_v: (x, y, vx, vy) of the predator, each [].
-      pred_target: (x, y) target of the predator.
-      pred_present: [] bool.
-      plan: the per-step decisions (``SubstepPlan``).
+      fish: the fish after its bout impulse (scalars []).
+      prey: the prey ([P] fields) after their per-step decisions.
+      predator: the predator (maybe just spawned).
+      prey_plan: the prey's per-step :class:`PreyPlan` ([P] fields).
+      bout: the fish's :class:`Bout`.
+      predator_can_catch: [] bool, the immunity period is over.
       params, static: world parameters.
 
     Returns:
-      A ``SubstepResult``.
+      (fish, prey, predator, contacts) after the step: the fish clamped into
+      the arena and turned by pi if bouncing walls turned it an odd number of
+      times; prey angles unchanged (walls do not turn prey).
     """
-    n_prey = prey_alive.shape[-1]
-    k = static.n_near_prey
-    bounds = [
-        jnp.broadcast_to(b, (n_prey,))
-        for b in (plan.prey_lo_x, plan.prey_hi_x, plan.prey_lo_y, plan.prey_hi_y)
-    ]
-    plan = plan.replace(
-        prey_lo_x=bounds[0], prey_hi_x=bounds[1], prey_lo_y=bounds[2], prey_hi_y=bounds[3]
-    )
-    if k >= n_prey:
-        return _integrate_detailed(
-            fish_xy_v,
-            prey_xy_v,
-            prey_alive,
-            pred_xy_v,
-            pred_target,
-            pred_present,
-            plan,
-            params,
-            static,
-        )
-    px, py, pvx, pvy = prey_xy_v
-    # Pick the prey that may interact with the fish during this step.
-    d2 = (px - fish_xy_v[0]) ** 2 + (py - fish_xy_v[1]) ** 2
-    _, near = jax.lax.top_k(jnp.where(prey_alive, -d2, -jnp.inf), k)
-
-    def take(a):
-        return a[near]
-
-    near_plan = plan.replace(
-        prey_hx=take(plan.prey_hx),
-        prey_hy=take(plan.prey_hy),
-        prey_gait_kick=take(plan.prey_gait_kick),
-        prey_escape_t1=take(plan.prey_escape_t1),
-        prey_escape_t2=take(plan.prey_escape_t2),
-        prey_lo_x=take(plan.prey_lo_x),
-        prey_hi_x=take(plan.prey_hi_x),
-        prey_lo_y=take(plan.prey_lo_y),
-        prey_hi_y=take(plan.prey_hi_y),
-    )
-    res = _integrate_detailed(
-        fish_xy_v,
-        tuple(take(a) for a in prey_xy_v),
-        take(prey_alive),
-        pred_xy_v,
-        pred_target,
-        pred_present,
-        near_plan,
-        params,
-        static,
-    )
-    # Everyone else coasts.
-    kick = plan.prey_gait_kick
-    cx, cvx, chx = coast(
-        px, pvx, plan.prey_hx, kick, bounds[0], bounds[1], params, static.n_substeps
-    )
-    cy, cvy, chy = coast(
-        py, pvy, plan.prey_hy, kick, bounds[2], bounds[3], params, static.n_substeps
-    )
-    return res.replace(
-        prey_x=cx.at[near].set(res.prey_x),
-        prey_y=cy.at[near].set(res.prey_y),
-        prey_vx=cvx.at[near].set(res.prey_vx),
-        prey_vy=cvy.at[near].set(res.prey_vy),
-        prey_hx=chx.at[near].set(res.prey_hx),
-        prey_hy=chy.at[near].set(res.prey_hy),
-        prey_alive=prey_alive.at[near].set(res.prey_alive),
-    )
-
-
-def _integrate_detailed(
-    fish_xy_v,
-    prey_xy_v,
-    prey_alive,
-    pred_xy_v,
-    pred_target,
-    pred_present,
-    plan: SubstepPlan,
-    params: EnvParams,
-    static: StaticParams,
-) -> SubstepResult:
-    """The sub-step loop for the fish, the given prey and the predator.
-
-    Args:
-      fish_xy_v: (x, y, vx, vy) of the fish, each [] (velocity after the bout impulse).
-      prey_xy_v: (x, y, vx, vy) of the prey, each [P].
-      prey_alive: [P] bool.
-      pred_xy_v: (x, y, vx, vy) of the predator, each [].
-      pred_target: (x, y) target of the predator.
-      pred_present: [] bool.
-      plan: the per-step decisions (``SubstepPlan``).
-      params, static: world parameters.
-
-    Returns:
-      A ``SubstepResult``.
-    """
-    d = params.damping
-    dt = params.dt
+    chex.assert_rank([fish.x, fish.y, fish.vx, fish.vy, bout.cos, bout.capture], 0)
+    chex.assert_rank([prey.x, prey.y, prey.vx, prey.vy, prey.alive, prey_plan.hx], 1)
+    chex.assert_type([prey.x, prey_plan.gait_kick], jnp.float32)
     f32 = jnp.float32
-    pr = params.prey_radius
-    r_mouth = params.mouth_radius + pr
-    r_mouth_sq = r_mouth * r_mouth
-    r_mouth_slop_sq = (r_mouth + CONTACT_SLOP) ** 2
-    hr = params.head_radius
-    r_head_sq = (hr + pr) ** 2
-    tail = params.tail_length
-    tail_end = -(hr + tail)
-    tail_slope = hr / jnp.maximum(tail, 1e-6)
-    cos_pa = jnp.cos(params.permissive_angle)
-    cos_pa_sq = cos_pa * cos_pa
-    sensing_sq = params.sensing_distance**2
-    jump_kick = params.velocity_jump * (1.0 - d)
-    pred_kick = params.predator_velocity * (1.0 - d)
-    pred_reach_sq = (params.predator_radius + hr) ** 2
-    # The predator moves on the straight line to its target (it spawns at rest
-    # aimed at it, so steering towards the target never changes its heading):
-    # q = q0 + e s. It arrives when its position rounds to the target's, i.e.
-    # within half a pixel.
-    q0x, q0y, q0vx, q0vy = (jnp.asarray(v, f32) for v in pred_xy_v)
-    ex = pred_target[0] - q0x
-    ey = pred_target[1] - q0y
-    q_dist = jnp.sqrt(ex * ex + ey * ey)
-    ex = jnp.where(q_dist > 0.0, ex / jnp.maximum(q_dist, 1e-6), 1.0)
-    ey = jnp.where(q_dist > 0.0, ey / jnp.maximum(q_dist, 1e-6), 0.0)
-    q_goal = q_dist - 0.5
-    q_sv0 = q0vx * ex + q0vy * ey
-    n_prey = prey_alive.shape[-1]
-    idx = jnp.arange(n_prey)
-    c0, s0 = plan.fish_cos, plan.fish_sin
+    fish = fish.replace(**{n: jnp.asarray(getattr(fish, n), f32) for n in ("x", "y", "vx", "vy")})
+    line, track = predator_line(predator, predator_can_catch)
+    inputs = StepInputs(bout=bout, prey=prey_plan, line=line, may_eat=jnp.ones((), bool))
+    if static.n_near_prey >= prey.x.shape[-1]:
+        out = detailed_loop(fish, prey, track, inputs, params, static)
+        new_prey, contacts = out.prey, out.contacts
+    else:
+        out, new_prey, contacts = _chunked(fish, prey, track, inputs, params, static)
+    return finish_step(fish, out, new_prey, contacts, predator, line, params)
 
-    def prey_rel(px, py, fx, fy, c, s):
-        rx = px - fx
-        ry = py - fy
-        u = rx * c + ry * s
-        w = ry * c - rx * s
-        return rx, ry, u, w
 
-    # Contact state at the start of the step: a prey already touching the
-    # mouth is an ongoing contact (no capture); prey within sensing range
-    # may escape from the first sub-step.
-    rx0, ry0, _, _ = prey_rel(prey_xy_v[0], prey_xy_v[1], fish_xy_v[0], fish_xy_v[1], c0, s0)
-    d2_0 = rx0 * rx0 + ry0 * ry0
-    mouth_prev0 = d2_0 <= (r_mouth + 1e-3) ** 2
-    near0 = d2_0 <= sensing_sq
-    touched0 = jnp.zeros((n_prey,), bool)
+def _run_chunk(start, order, count, prey, full, fish, track, inputs, may_eat, params, static):
+    """Runs the loop for ``order[start:start + K]`` and writes the valid rows into ``full``.
 
-    def body(k, carry: _Carry) -> _Carry:
-        fx, fy, fvx, fvy = carry.fish_x, carry.fish_y, carry.fish_vx, carry.fish_vy
-        px, py, pvx, pvy = carry.prey_x, carry.prey_y, carry.prey_vx, carry.prey_vy
-        hx, hy, alive = carry.prey_hx, carry.prey_hy, carry.prey_alive
-        q_s, q_sv = carry.pred_s, carry.pred_sv
-        q_present, q_caught, q_avoided = carry.pred_present, carry.pred_caught, carry.pred_avoided
-        mouth_prev, near, touched = carry.mouth_prev, carry.near, carry.touched
+    Returns (loop output, updated full prey, the chunk's meal (sub-step, index)).
+    """
+    k = static.n_near_prey
+    idx = jax.lax.dynamic_slice_in_dim(order, start, k)
+    valid = start + jnp.arange(k) < count
+    take = lambda tree: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
+    chunk_inputs = inputs.replace(prey=take(inputs.prey), may_eat=may_eat & valid)
+    out = detailed_loop(fish, take(prey), track, chunk_inputs, params, static)
 
-        # Fish: move, damp, walls.
-        fx = fx + fvx * dt
-        fy = fy + fvy * dt
-        fvx = fvx * d
-        fvy = fvy * d
-        fx, fy, fvx, fvy, turned, touch = fish_walls(fx, fy, fvx, fvy, carry.fish_turned, params)
-        sign = jnp.where(turned, -1.0, 1.0)
-        c = c0 * sign
-        s = s0 * sign
+    # Padding rows (beyond ``count``) are dropped: only valid rows are written.
+    dest = jnp.where(valid, idx, prey.x.shape[-1])
+    full = jax.tree_util.tree_map(lambda f, part: f.at[dest].set(part, mode="drop"), full, out.prey)
+    eaten = valid & take(prey.alive) & ~out.prey.alive
+    meal_index = jnp.where(jnp.any(eaten), idx[jnp.argmax(eaten)], prey.x.shape[-1])
+    return out, full, (out.contacts.meal_substep, meal_index)
 
-        # Prey: kicks (gait, escape, touch-jump), move, damp, walls.
-        escape = near & ((k == plan.prey_escape_t1) | (k == plan.prey_escape_t2))
-        kick = plan.prey_gait_kick + jnp.where(escape | touched, jump_kick, 0.0)
-        pvx = pvx + kick * hx
-        pvy = pvy + kick * hy
-        px = px + pvx * dt
-        py = py + pvy * dt
-        pvx = pvx * d
-        pvy = pvy * d
-        px, pvx, hx = bounce(px, pvx, hx, plan.prey_lo_x, plan.prey_hi_x)
-        py, pvy, hy = bounce(py, pvy, hy, plan.prey_lo_y, plan.prey_hi_y)
 
-        # Contacts with the fish's body (mouth circle, head circle, tail triangle).
-        rx, ry, u, w = prey_rel(px, py, fx, fy, c, s)
-        d2 = rx * rx + ry * ry
-        at_mouth = d2 <= r_mouth_sq
-        uh = u + hr
-        at_head = uh * uh + w * w <= r_head_sq
-        half_width = (u - tail_end) * tail_slope + pr
-        at_tail = (u <= -hr) & (u >= tail_end - pr) & (jnp.abs(w) <= half_width)
-        contact = alive & (at_mouth | at_head | at_tail)
+def _chunked(fish, prey, track, inputs: StepInputs, params, static):
+    """The loop over the interacting prey in chunks, the rest coasted: (out, prey, contacts).
 
-        # Capture: a new mouth contact inside the window, within the permissive angle
-        # (angle to the prey <= a  <=>  u >= cos(a) |r|, written without the sqrt).
-        # A capture bout eats at most one prey: the window closes after a meal.
-        in_window = (
-            plan.capture_bout
-            & (k >= params.capture_first_substep)
-            & (k <= params.capture_last_substep)
-            & (carry.n_eaten == 0)
-        )
-        u_sq = u * u
-        cone = cos_pa_sq * d2
-        in_angle = jnp.where(
-            cos_pa >= 0.0, (u >= 0.0) & (u_sq >= cone), (u >= 0.0) | (u_sq <= cone)
-        )
-        can_eat = contact & at_mouth & ~mouth_prev & in_angle & in_window
-        any_eat = jnp.any(can_eat)
-        eaten = any_eat & (idx == jnp.argmax(can_eat))
-        alive = alive & ~eaten
+    Chunks run independently (each with its own capture window); the step's
+    meal is the earliest (sub-step, then lowest index) of the chunks' meals,
+    and the chunks whose meal lost are run again without capture, which is
+    exactly what one loop over all prey does. A while loop adds chunks only
+    when needed, so the usual cost is one chunk.
+    """
+    k, n_prey = static.n_near_prey, prey.x.shape[-1]
+    needs = interacting(fish, prey, inputs.prey, params, static)
+    count = jnp.sum(needs.astype(jnp.int32))
+    # Interacting prey first, each group in index order (ties in a meal go to the lowest index).
+    order = jnp.argsort(~needs, stable=True).astype(jnp.int32)
+    order = jnp.concatenate([order, jnp.zeros((k,), jnp.int32)])  # room for the last slice
+    full = coast_prey(prey, inputs.prey, params, static)
+    args = (order, count, prey)
+    run = functools.partial(_run_chunk, fish=fish, track=track, inputs=inputs, params=params,
+                            static=static)
+    out, full, best = run(0, *args, full, may_eat=True)
+    n_chunks = (n_prey + k - 1) // k
+    no_meal = jnp.array([static.n_substeps, n_prey], jnp.int32)
+    meals = jnp.tile(no_meal, (n_chunks, 1)).at[0].set(jnp.stack(best))
 
-        # Push touched prey out of the body (the fish is much heavier).
-        pushed = contact & ~eaten
-        inv_m = jax.lax.rsqrt(jnp.maximum(d2, 1e-12))
-        dist = d2 * inv_m
-        dhx = rx + hr * c
-        dhy = ry + hr * s
-        dh_sq = jnp.maximum(dhx * dhx + dhy * dhy, 1e-12)
-        inv_h = jax.lax.rsqrt(dh_sq)
-        dh = dh_sq * inv_h
-        side = jnp.where(w >= 0, 1.0, -1.0)
-        nx = jnp.where(at_mouth, rx * inv_m, jnp.where(at_head, dhx * inv_h, -s * side))
-        ny = jnp.where(at_mouth, ry * inv_m, jnp.where(at_head, dhy * inv_h, c * side))
-        depth = jnp.where(
-            at_mouth,
-            r_mouth - dist,
-            jnp.where(at_head, hr + pr - dh, half_width - jnp.abs(w)),
-        )
-        depth = jnp.where(pushed, jnp.maximum(depth, 0.0), 0.0)
-        px = px + depth * nx
-        py = py + depth * ny
-        vrel = (pvx - fvx) * nx + (pvy - fvy) * ny
-        dv = jnp.where(pushed & (vrel < 0.0), -vrel, 0.0)
-        pvx = pvx + dv * nx
-        pvy = pvy + dv * ny
-        # A contact begins at the mouth radius and lasts while within the slop.
-        mouth_prev = at_mouth | (mouth_prev & (d2 <= r_mouth_slop_sq))
-        near = d2 <= sensing_sq
-        touched = pushed
+    def more(carry):
+        c, full, meals = carry
+        _, full, meal = run(c * k, *args, full, may_eat=True)
+        return c + 1, full, meals.at[c].set(jnp.stack(meal))
 
-        # Predator: kick along its line to the target, move, damp; catch or arrive.
-        if static.predator_enabled:
-            q_sv = q_sv + jnp.where(q_present, pred_kick, 0.0)
-            q_s = q_s + q_sv * dt
-            q_sv = q_sv * d
-            gx = q0x + ex * q_s - fx
-            gy = q0y + ey * q_s - fy
-            caught = q_present & plan.predator_can_catch & (gx * gx + gy * gy <= pred_reach_sq)
-            arrived = q_present & ~caught & (q_s >= q_goal)
-            q_caught = q_caught | caught
-            q_avoided = q_avoided | arrived
-            q_present = q_present & ~(caught | arrived)
+    _, full, meals = jax.lax.while_loop(lambda c: c[0] * k < count, more, (1, full, meals))
+    # The step's meal, then the chunks whose meal lost it, again without capture.
+    key = meals[:, 0] * (n_prey + 1) + meals[:, 1]
+    winner = jnp.argmin(key)
+    lost = (meals[:, 1] < n_prey) & (jnp.arange(n_chunks) != winner)
 
-        return _Carry(
-            fish_x=fx,
-            fish_y=fy,
-            fish_vx=fvx,
-            fish_vy=fvy,
-            fish_turned=turned,
-            wall_touched=carry.wall_touched | touch,
-            prey_x=px,
-            prey_y=py,
-            prey_vx=pvx,
-            prey_vy=pvy,
-            prey_hx=hx,
-            prey_hy=hy,
-            prey_alive=alive,
-            n_eaten=carry.n_eaten + any_eat.astype(jnp.int32),
-            pred_s=q_s,
-            pred_sv=q_sv,
-            pred_present=q_present,
-            pred_caught=q_caught,
-            pred_avoided=q_avoided,
-            mouth_prev=mouth_prev,
-            near=near,
-            touched=touched,
-        )
+    def redo(carry):
+        lost, full = carry
+        c = jnp.argmax(lost)
+        _, full, _ = run(c * k, *args, full, may_eat=False)
+        return lost.at[c].set(False), full
 
-    false = jnp.zeros((), bool)
-    fish_x, fish_y, fish_vx, fish_vy = (jnp.asarray(v, f32) for v in fish_xy_v)
-    init = _Carry(
-        fish_x=fish_x,
-        fish_y=fish_y,
-        fish_vx=fish_vx,
-        fish_vy=fish_vy,
-        fish_turned=false,
-        wall_touched=false,
-        prey_x=prey_xy_v[0],
-        prey_y=prey_xy_v[1],
-        prey_vx=prey_xy_v[2],
-        prey_vy=prey_xy_v[3],
-        prey_hx=plan.prey_hx,
-        prey_hy=plan.prey_hy,
-        prey_alive=prey_alive,
-        n_eaten=jnp.zeros((), jnp.int32),
-        pred_s=jnp.zeros((), f32),
-        pred_sv=q_sv0,
-        pred_present=jnp.asarray(pred_present),
-        pred_caught=false,
-        pred_avoided=false,
-        mouth_prev=mouth_prev0,
-        near=near0,
-        touched=touched0,
+    _, full = jax.lax.while_loop(lambda c: jnp.any(c[0]), redo, (lost, full))
+    ate = meals[winner, 1] < n_prey
+    contacts = out.contacts.replace(
+        n_eaten=ate.astype(jnp.int32), meal_substep=meals[winner, 0]
     )
-    out = jax.lax.fori_loop(0, static.n_substeps, body, init)
-    # Predator back to the plane; leaving the arena also ends an attack.
-    pred_x = q0x + ex * out.pred_s
-    pred_y = q0y + ey * out.pred_s
-    left = (pred_x < 0.0) | (pred_x > params.width) | (pred_y < 0.0) | (pred_y > params.height)
-    left = out.pred_present & left
-    return SubstepResult(
-        **{f: getattr(out, f) for f in _SHARED_FIELDS},
-        pred_x=pred_x,
-        pred_y=pred_y,
-        pred_vx=ex * out.pred_sv,
-        pred_vy=ey * out.pred_sv,
-        pred_present=out.pred_present & ~left,
-        pred_caught=out.pred_caught,
-        pred_avoided=out.pred_avoided | left,
-    )
+    return out, full, contacts
+
+
+def coast_prey(prey: PreyState, plan: PreyPlan, params: EnvParams, static: StaticParams):
+    """Every prey coasted in closed form over the step."""
+    n = static.n_substeps
+    x, vx, _ = coast(prey.x, prey.vx, plan.hx, plan.gait_kick, plan.lo_x, plan.hi_x, params, n)
+    y, vy, _ = coast(prey.y, prey.vy, plan.hy, plan.gait_kick, plan.lo_y, plan.hi_y, params, n)
+    return _live_only(prey, x, y, vx, vy)
+
+
+def finish_step(fish, out: Substep, prey, contacts, predator, line, params):
+    """The entities after the loop: fish clamped and turned, predator back in the plane."""
+    x = jnp.clip(out.fish.x, 0.0, params.width)
+    y = jnp.clip(out.fish.y, 0.0, params.height)
+    turn = jnp.where(contacts.turned, jnp.pi, 0.0).astype(jnp.float32)
+    fish = out.fish.replace(x=x, y=y, angle=fish.angle + turn)
+    predator, contacts = predator_after(predator, line, out.predator, contacts, params)
+    return fish, prey, predator, contacts

@@ -6,6 +6,8 @@ physics sub-step loop (``simfish.world.physics.integrate_step``).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -46,6 +48,32 @@ def fish_near_wall(fish: FishState, params: EnvParams):
     return (fish.x < m) | (fish.x > params.width - m) | (fish.y < m) | (fish.y > params.height - m)
 
 
+#: ``test_sensory_system``: the scripted predator appears at the start of this step ...
+SENSORY_TEST_PREDATOR_STEP = 10
+#: ... at this angle (rad) from the fish (300 degrees).
+SENSORY_TEST_PREDATOR_ANGLE = 300.0 * math.pi / 180.0
+
+
+def scripted_spawn(predator: PredatorState, fish: FishState, step, params) -> PredatorState:
+    """``test_sensory_system``: the one predator, after step 10, at 300 degrees from the fish.
+
+    It appears ``distance_from_fish`` px away, at rest, aimed at the fish,
+    and moves and catches as usual (a touch removes it).
+    """
+    spawn = step == SENSORY_TEST_PREDATOR_STEP
+    a = SENSORY_TEST_PREDATOR_ANGLE
+    zero = jnp.zeros((), jnp.float32)
+    return predator.replace(
+        x=jnp.where(spawn, fish.x + params.distance_from_fish * math.cos(a), predator.x),
+        y=jnp.where(spawn, fish.y + params.distance_from_fish * math.sin(a), predator.y),
+        vx=jnp.where(spawn, zero, predator.vx),
+        vy=jnp.where(spawn, zero, predator.vy),
+        target_x=jnp.where(spawn, fish.x, predator.target_x),
+        target_y=jnp.where(spawn, fish.y, predator.target_y),
+        present=predator.present | spawn,
+    )
+
+
 def maybe_spawn(
     key, predator: PredatorState, fish: FishState, step, params: EnvParams, static: StaticParams
 ) -> PredatorState:
@@ -56,6 +84,8 @@ def maybe_spawn(
     angles whose position keeps the whole predator inside the arena, at rest,
     aimed at the fish's current position.
     """
+    if static.test_sensory_system:
+        return scripted_spawn(predator, fish, step, params)
     if not static.predator_enabled:
         return predator
     k_p, k_ang = jax.random.split(key)

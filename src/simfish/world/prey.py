@@ -7,6 +7,31 @@ import jax.numpy as jnp
 
 from simfish.world.params import DEATH_PROTECTION_DISTANCE, START_MARGIN, EnvParams, StaticParams
 from simfish.world.state import ArenaState, PreyState
+from simfish.world.types import pytree_dataclass
+
+
+@pytree_dataclass
+class PreyPlan:
+    """Per-step prey decisions that the physics sub-steps use.
+
+    Attributes:
+      hx, hy: [P] unit heading of each prey for this step.
+      gait_kick: [P] velocity kick per sub-step from the gait (px/s).
+      escape_t1, escape_t2: [P] int32 sub-steps at which an escape triggers
+        if the fish is within sensing distance (>= n_substeps: never).
+      lo_x, hi_x, lo_y, hi_y: [P] walls for prey centres (arena or cloud
+        square, inset by the prey radius).
+    """
+
+    hx: jnp.ndarray
+    hy: jnp.ndarray
+    gait_kick: jnp.ndarray
+    escape_t1: jnp.ndarray
+    escape_t2: jnp.ndarray
+    lo_x: jnp.ndarray
+    hi_x: jnp.ndarray
+    lo_y: jnp.ndarray
+    hi_y: jnp.ndarray
 
 
 def reset_clouds(key, params: EnvParams, static: StaticParams):
@@ -55,15 +80,23 @@ def _positions(key, cloud, arena: ArenaState, params: EnvParams, static: StaticP
     return x, y
 
 
+#: The fixed prey of ``test_sensory_system``, as offsets (px) from the arena centre.
+SENSORY_TEST_PREY = ((30.0, 30.0), (0.0, -40.0), (0.0, 40.0), (30.0, -30.0), (5.0, 50.0))
+
+
 def reset_prey(key, arena: ArenaState, params: EnvParams, static: StaticParams) -> PreyState:
-    """``prey.num`` prey at rest with random headings and gaits; the rest of the capacity dead."""
+    """``prey.num`` prey at rest with random headings and gaits; the rest of the capacity dead.
+
+    With ``test_sensory_system``: the five fixed prey of ``SENSORY_TEST_PREY``
+    (at rest, still, heading 0) and nothing else.
+    """
     kpos, kang, kgait = jax.random.split(key, 3)
     cap = static.prey_capacity
     idx = jnp.arange(cap, dtype=jnp.int32)
     cloud = idx % max(static.cloud_num, 1)
     x, y = _positions(kpos, cloud, arena, params, static)
     zero = jnp.zeros((cap,), jnp.float32)
-    return PreyState(
+    prey = PreyState(
         x=x,
         y=y,
         vx=zero,
@@ -74,16 +107,33 @@ def reset_prey(key, arena: ArenaState, params: EnvParams, static: StaticParams) 
         cloud=cloud,
         alive=idx < params.prey_num,
     )
+    if static.test_sensory_system:
+        prey = _sensory_test_prey(prey, params)
+    return prey
+
+
+def _sensory_test_prey(prey: PreyState, params: EnvParams) -> PreyState:
+    """The five fixed test prey in the first slots of ``prey`` (capacity >= 5), the rest dead."""
+    n = len(SENSORY_TEST_PREY)
+    off = jnp.asarray(SENSORY_TEST_PREY, jnp.float32)
+    pad = prey.x.shape[-1] - n
+    fill = jnp.zeros((pad,), jnp.float32)
+    return prey.replace(
+        x=jnp.concatenate([0.5 * params.width + off[:, 0], fill]),
+        y=jnp.concatenate([0.5 * params.height + off[:, 1], fill]),
+        angle=jnp.zeros_like(prey.angle),
+        gait=jnp.zeros_like(prey.gait),
+        alive=jnp.arange(prey.x.shape[-1]) < n,
+    )
 
 
 def plan_prey_step(
     key, prey: PreyState, arena: ArenaState, params: EnvParams, static: StaticParams
-):
+) -> tuple[PreyState, PreyPlan]:
     """Per-step prey decisions: gait switches, turns, escape times and walls.
 
     Returns:
-      (prey with new gait and angle, dict of per-sub-step inputs: hx, hy,
-      gait_kick, escape_t1, escape_t2, lo_x, hi_x, lo_y, hi_y).
+      (prey with new gait and angle, its :class:`PreyPlan` with every field [P]).
     """
     k_sw, k_gait, k_turn, k_large, k_large_angle, k_esc = jax.random.split(key, 6)
     shape = prey.x.shape
@@ -116,7 +166,8 @@ def plan_prey_step(
     else:
         lo_x, hi_x = r, params.width - r
         lo_y, hi_y = r, params.height - r
-    plan = dict(
+    lo_x, hi_x, lo_y, hi_y = (jnp.broadcast_to(b, shape) for b in (lo_x, hi_x, lo_y, hi_y))
+    plan = PreyPlan(
         hx=jnp.cos(angle),
         hy=jnp.sin(angle),
         gait_kick=gait_kick,

@@ -94,9 +94,8 @@ def test_load_episode_scalars_and_env_variables_are_plain_python(written):
     assert loaded["episode_length"] == 5 and type(loaded["episode_length"]) is int
     assert type(loaded["episode_return"]) is float
     assert loaded["episode_return"] == pytest.approx(float(np.sum(loaded["reward"])))
-    assert loaded["env_variables"] == {
+    assert loaded["env_variables"] == {  # fish_init_x is None: not stored (format 2)
         "prey_num": 4,
-        "fish_init_x": None,
         "eyes_viewing_elevations": [50.0, 75.0],
         "salt_enabled": True,
         "prey_stim_file": "/x/prey.h5",
@@ -200,7 +199,8 @@ def test_sediment_texture_is_regenerated_from_the_log(tmp_path):
     logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
     logger.write({"episode_length": 0, **keep.get_metrics()})
     episode = load_episode(logger.written[0])
-    assert set(episode["sediment"]) == set(sediment._fields)
+    assert episode["sediment"] is None  # this env offers no image: the record only
+    assert set(episode["sediment_record"]) == {*sediment._fields, "stored"}
     assert np.isnan(episode["salt_location"]).all()
     rebuilt = sediment_from_episode(logger.written[0])
     original = render_sediment(sediment, 100.0, 200.0, 16, 8)

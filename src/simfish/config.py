@@ -369,33 +369,33 @@ _GT, _GE = ">", ">="
 RANGES: dict[str, tuple[float, str, float]] = {
     "max_sim_steps_per_episode": (0, _GT, MAX_STEPS),
     "phys_steps_per_sim_step": (0, _GT, 1000),
-    "sim_step_duration_seconds": (0, _GT, 10),
+    "sim_step_duration_seconds": (0.001, _GE, 10),
     "arena.width": (0, _GT, MAX_ARENA_PX),
     "arena.height": (0, _GT, MAX_ARENA_PX),
     "arena.light_gradient": (0, _GE, MAX_ARENA_PX),
     "arena.dark_gain": (0, _GE, 100),
-    "arena.light_decay_rate": (0, _GT, 100),
+    "arena.light_decay_rate": (1e-6, _GE, 100),
     "arena.uv_object_intensity": (0, _GE, 1e6),
     "arena.bottom_intensity": (0, _GE, 1e6),
     "arena.sediment_sigma": (0, _GE, MAX_ARENA_PX),
     "arena.water_uv_scatter": (0, _GE, 100),
-    "fish.mouth_radius": (0, _GT, 1000),
-    "fish.head_radius": (0, _GT, 1000),
+    "fish.mouth_radius": (0.01, _GE, 1000),
+    "fish.head_radius": (0.01, _GE, 1000),
     "fish.tail_length": (0, _GE, 10_000),
-    "fish.elevation": (0, _GT, 10_000),
+    "fish.elevation": (0.01, _GE, 10_000),
     "fish.init_angle": (-1000, _GE, 1000),
     "eyes.verg_angle": (-360, _GE, 360),
-    "eyes.visual_field": (0, _GT, 360),
+    "eyes.visual_field": (1, _GE, 360),
     "eyes.biasx": (0, _GE, 1000),
-    "eyes.uv_photoreceptor_rf_size": (0, _GT, 0.5),
-    "eyes.red_photoreceptor_rf_size": (0, _GT, 0.5),
+    "eyes.uv_photoreceptor_rf_size": (1e-4, _GE, 0.5),
+    "eyes.red_photoreceptor_rf_size": (1e-4, _GE, 0.5),
     "eyes.sz_rf_spacing": (0.005, _GE, 1),
     "eyes.sz_size": (0, _GE, 2 * math.pi),
-    "eyes.sz_oversampling_factor": (0, _GT, 100),
+    "eyes.sz_oversampling_factor": (0.01, _GE, 100),
     "eyes.sz_edge_steepness": (0, _GE, 1000),
     "capture_swim.permissive_angle": (0, _GE, 2 * math.pi),
     "capture_swim.energy_cost_scaling": (0, _GE, 1e6),
-    "prey.radius": (0, _GT, 1000),
+    "prey.radius": (0.01, _GE, 1000),
     "prey.num": (0, _GE, 100_000),
     "prey.sensing_distance": (0, _GE, MAX_ARENA_PX),
     "prey.max_turning_angle": (0, _GE, 2 * math.pi),
@@ -405,7 +405,7 @@ RANGES: dict[str, tuple[float, str, float]] = {
     "prey.velocity_jump": (0, _GE, 100_000),
     "prey.cloud_region_size": (0, _GE, MAX_ARENA_PX),
     "prey.safe_duration": (0, _GE, MAX_STEPS),
-    "predator.radius": (0, _GT, MAX_ARENA_PX),
+    "predator.radius": (0.01, _GE, MAX_ARENA_PX),
     "predator.velocity": (0, _GE, 100_000),
     "predator.immunity_steps": (0, _GE, MAX_STEPS),
     "predator.distance_from_fish": (0, _GE, MAX_ARENA_PX),
@@ -458,6 +458,8 @@ def _validate(cfg: SimFishConfig) -> None:
         if value is None:
             continue
         allowed = f"(allowed range {_range_text(low, kind, high)})"
+        if kind == _GT or low > 0:  # a positive quantity: say so first
+            _check(value > min(low, 0), src, key, value, f"must be > {min(low, 0):g} {allowed}")
         if kind == _GT:
             _check(value > low, src, key, value, f"must be > {low:g} {allowed}")
         else:

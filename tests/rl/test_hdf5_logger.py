@@ -643,3 +643,86 @@ def test_flatten_env_variables_joins_sections():
     }
     with pytest.raises(TypeError, match="key 3 is not a string"):
         flatten_env_variables({3: 1})
+
+
+# --------------------------------------------------------------------------
+# Format 2: the users' log conventions (sediment image, predator 0, absent options)
+
+
+def test_sediment_is_an_image_dataset_with_its_record_as_attributes(tmp_path, episode):
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write(episode)
+    with h5py.File(logger.written[0], "r") as f:
+        dataset = f["sediment"]
+        assert dataset.shape == (1, 4, 6) and dataset.dtype == np.uint8
+        assert dataset.chunks is not None and dataset.compression == "gzip"
+        pixels = f["sediment"][0]  # as the users' scripts read it
+        attrs = dict(dataset.attrs)
+    assert attrs["stored"] == "image"
+    np.testing.assert_array_equal(attrs["key"], [7, 11])
+    assert attrs["sigma"] == 5.0
+    decoded = attrs["pixel_offset"] + attrs["pixel_scale"] * pixels.astype(np.float64)
+    np.testing.assert_allclose(decoded, SEDIMENT_IMAGE, atol=attrs["pixel_scale"] / 2 + 1e-9)
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+def test_sediment_record_only_from_the_logger_or_the_observer(tmp_path, episode):
+    logger = HDF5Logger(tmp_path / "a", add_uid=False, wait_min=0, sediment="record")
+    logger.write(episode)
+    env = FakeFishEnv()
+    calls = []
+    env.sediment_image = lambda: calls.append(1) or SEDIMENT_IMAGE
+    keep = EnvInfoKeep(sediment="record")
+    run_observed_episode(keep, env)
+    assert calls == []  # the image is not even drawn
+    second = HDF5Logger(tmp_path / "b", add_uid=False, wait_min=0)
+    second.write({"episode_length": 6, **keep.get_metrics()})
+    for path in (logger.written[0], second.written[0]):
+        with h5py.File(path, "r") as f:
+            assert f["sediment"].shape is None  # no data: h5py.Empty
+            attrs = dict(f["sediment"].attrs)
+        assert attrs["stored"] == "record" and "pixel_scale" not in attrs
+        np.testing.assert_array_equal(attrs["key"], [7, 11])
+    assert episode["sediment"].data.shape == (1, 4, 6)  # the caller's data is untouched
+    with pytest.raises(ValueError, match="sediment must be one of image, record"):
+        HDF5Logger(tmp_path, add_uid=False, sediment="png")
+    with pytest.raises(ValueError, match="sediment must be one of image, record"):
+        EnvInfoKeep(sediment="none")
+
+
+def test_predator_present_from_get_info_is_used(tmp_path):
+    class WithFlag(FakeFishEnv):
+        def get_info(self):
+            info = super().get_info()
+            # The predator is reported at a position but flagged absent at step 4.
+            info["predator_x"] = [50.0 + self.t]
+            info["predator_present"] = [self.t >= 3 and self.t != 4]
+            return info
+
+    keep = EnvInfoKeep()
+    run_observed_episode(keep, WithFlag())
+    m = keep.get_metrics()
+    expected = (np.arange(7) >= 3) & (np.arange(7) != 4)
+    np.testing.assert_array_equal(m["predator_present"], expected)
+    np.testing.assert_array_equal(m["predator_x"], np.where(expected, 50.0 + np.arange(7), 0.0))
+
+
+def test_unset_env_variables_are_absent_not_empty(tmp_path):
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write({"episode_length": 0,
+                  "env_variables": {"prey_stim_file": None, "fish_init_x": None, "prey_num": 3}})
+    with h5py.File(logger.written[0], "r") as f:
+        attrs = f["env_variables"].attrs
+        assert "prey_stim_file" not in attrs and "fish_init_x" not in attrs
+        assert attrs["prey_num"] == 3
+
+
+def test_writer_and_reader_share_one_file_naming():
+    import simfish.io.logs as logs
+
+    assert hdf5_logger.LOG_FILE_PATTERN is logs.LOG_FILE_PATTERN
+    assert logs.episode_file_name(12) == "logs_12.hdf5"
+    assert logs.episode_index(logs.episode_file_name(12)) == 12
+    assert logs.LOG_FILE_PATTERN.match(".logs_.0a1b2c.hdf5.tmp") is None
+    with pytest.raises(ValueError, match="episode index must be an int >= 1"):
+        logs.episode_file_name(0)

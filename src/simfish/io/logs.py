@@ -286,6 +286,12 @@ def sediment_from_episode(episode: dict[str, Any] | str | os.PathLike[str]) -> A
     )
 
 
+def _keys_of(path: str | os.PathLike[str]) -> set[str]:
+    """The top-level names of an HDF5 file."""
+    with h5py.File(Path(path).expanduser(), "r") as f:
+        return set(f.keys())
+
+
 def sediment_image(episode: dict[str, Any] | str | os.PathLike[str]) -> np.ndarray:
     """The episode's sediment texture as float32 [height, width] (row = y), in texture units.
 
@@ -299,8 +305,9 @@ def sediment_image(episode: dict[str, Any] | str | os.PathLike[str]) -> np.ndarr
     Raises:
       EpisodeLogError: the log holds no sediment image and no texture record.
     """
+    path = None
     if not isinstance(episode, dict):
-        episode = load_episode(episode, keys=["sediment", "env_variables"])
+        path, episode = episode, load_episode(episode, keys=["sediment"])
     image = episode.get("sediment")
     record = episode.get(SEDIMENT_RECORD_KEY) or {}
     if isinstance(image, np.ndarray):
@@ -313,6 +320,8 @@ def sediment_image(episode: dict[str, Any] | str | os.PathLike[str]) -> np.ndarr
         return pixels.astype(np.float32)
     from simfish.vision.sediment import render_sediment  # imports JAX; only when asked
 
+    if path is not None and "env_variables" in _keys_of(path):
+        episode = {**episode, **load_episode(path, keys=["env_variables"])}
     env = episode.get("env_variables") or {}
     if "arena_width" not in env or "arena_height" not in env:
         raise EpisodeLogError("the episode log has no arena_width/arena_height in env_variables "

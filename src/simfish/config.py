@@ -63,19 +63,37 @@ class ArenaConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FishConfig:
-    """The fish's body and optional start / energy overrides."""
+    """The fish's body and optional start / energy overrides.
+
+    ``fixed_energy_level`` is written as in the users' files: ``true`` (energy
+    never changes and stays at ``init_energy_level``, default 1) or ``false``;
+    a number is accepted too, meaning "fixed at this level".
+    """
 
     mouth_radius: float
     head_radius: float
     tail_length: float
     elevation: float
     deterministic_action: bool
-    fixed_energy_level: float | None = None
+    fixed_energy_level: bool | float | None = None
     init_energy_level: float | None = None
     init_x: float | None = None
     init_y: float | None = None
     init_angle: float | None = None
     paralyze: bool = False
+
+    @property
+    def energy_is_fixed(self) -> bool:
+        """Whether the energy never changes (``fixed_energy_level`` true or a number)."""
+        return self.fixed_energy_level is not None and self.fixed_energy_level is not False
+
+    @property
+    def start_energy(self) -> float:
+        """Energy at the start of an episode (the fixed level when energy is fixed)."""
+        level = self.fixed_energy_level
+        if level is not None and not isinstance(level, bool):
+            return float(level)
+        return 1.0 if self.init_energy_level is None else float(self.init_energy_level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +275,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if bool in args and len(args) > 1:  # e.g. bool | float: a boolean or a number
+            if isinstance(value, bool):
+                return value
+            try:
+                return _coerce(value, args[1], where)
+            except ConfigError:
+                raise ConfigError(
+                    f"{where}: expected true, false or a number, got {value!r}"
+                ) from None
         return _coerce(value, args[0], where)
     if origin is tuple:
         if not isinstance(value, list | tuple) or not value:
@@ -327,75 +354,119 @@ def _check(ok: bool, source: str, key: str, value: Any, must: str) -> None:
         raise ConfigError(f"{source}: '{key}' = {value!r} {must}")
 
 
+#: The largest plausible value of a count or a step number (well inside int32).
+MAX_STEPS = 10_000_000
+#: Largest arena side (px); 10 px = 1 mm, so 10 m.
+MAX_ARENA_PX = 100_000
+#: Largest radius (px) of a viewing circle on the sediment, elevation * tan(viewing elevation).
+MAX_VIEWING_RADIUS_PX = 50_000
+
+_GT, _GE = ">", ">="
+
+#: Allowed range of every number: dotted key -> (low, lower bound kind, high).
+#: Bounds are plausibility limits that keep every accepted config runnable
+#: (finite, int32-safe, a step of bounded cost); probabilities are checked apart.
+RANGES: dict[str, tuple[float, str, float]] = {
+    "max_sim_steps_per_episode": (0, _GT, MAX_STEPS),
+    "phys_steps_per_sim_step": (0, _GT, 1000),
+    "sim_step_duration_seconds": (0.001, _GE, 10),
+    "arena.width": (0, _GT, MAX_ARENA_PX),
+    "arena.height": (0, _GT, MAX_ARENA_PX),
+    "arena.light_gradient": (0, _GE, MAX_ARENA_PX),
+    "arena.dark_gain": (0, _GE, 100),
+    "arena.light_decay_rate": (1e-6, _GE, 100),
+    "arena.uv_object_intensity": (0, _GE, 1e6),
+    "arena.bottom_intensity": (0, _GE, 1e6),
+    "arena.sediment_sigma": (0, _GE, MAX_ARENA_PX),
+    "arena.water_uv_scatter": (0, _GE, 100),
+    "fish.mouth_radius": (0.01, _GE, 1000),
+    "fish.head_radius": (0.01, _GE, 1000),
+    "fish.tail_length": (0, _GE, 10_000),
+    "fish.elevation": (0.01, _GE, 10_000),
+    "fish.init_angle": (-1000, _GE, 1000),
+    "eyes.verg_angle": (-360, _GE, 360),
+    "eyes.visual_field": (1, _GE, 360),
+    "eyes.biasx": (0, _GE, 1000),
+    "eyes.uv_photoreceptor_rf_size": (1e-4, _GE, 0.5),
+    "eyes.red_photoreceptor_rf_size": (1e-4, _GE, 0.5),
+    "eyes.sz_rf_spacing": (0.005, _GE, 1),
+    "eyes.sz_size": (0, _GE, 2 * math.pi),
+    "eyes.sz_oversampling_factor": (0.01, _GE, 100),
+    "eyes.sz_edge_steepness": (0, _GE, 1000),
+    "capture_swim.permissive_angle": (0, _GE, 2 * math.pi),
+    "capture_swim.energy_cost_scaling": (0, _GE, 1e6),
+    "prey.radius": (0.01, _GE, 1000),
+    "prey.num": (0, _GE, 100_000),
+    "prey.sensing_distance": (0, _GE, MAX_ARENA_PX),
+    "prey.max_turning_angle": (0, _GE, 2 * math.pi),
+    "prey.cloud_num": (0, _GE, 10_000),
+    "prey.velocity_slow": (0, _GE, 100_000),
+    "prey.velocity_fast": (0, _GE, 100_000),
+    "prey.velocity_jump": (0, _GE, 100_000),
+    "prey.cloud_region_size": (0, _GE, MAX_ARENA_PX),
+    "prey.safe_duration": (0, _GE, MAX_STEPS),
+    "predator.radius": (0.01, _GE, MAX_ARENA_PX),
+    "predator.velocity": (0, _GE, 100_000),
+    "predator.immunity_steps": (0, _GE, MAX_STEPS),
+    "predator.distance_from_fish": (0, _GE, MAX_ARENA_PX),
+    "predator.epoch_num": (0, _GE, 1000),
+    "predator.epoch_duration": (0, _GE, MAX_STEPS),
+    "salt.concentration_decay": (0, _GE, 100),
+    "reward.predator_caught": (-1e6, _GE, 1e6),
+    "reward.predator_avoidance": (-1e6, _GE, 1e6),
+    "reward.consumption": (-1e6, _GE, 1e6),
+    "reward.energy_use_factor": (-1e6, _GE, 1e6),
+    "reward.wall_touch": (-1e6, _GE, 1e6),
+    "reward.salt_factor": (-1e6, _GE, 1e6),
+    "energy.distance_factor": (0, _GE, 100),
+    "energy.angle_factor": (0, _GE, 100),
+    "energy.baseline": (0, _GE, 100),
+}
+
+#: Keys that are probabilities in [0, 1].
+PROBABILITIES = (
+    "arena.dark_fraction",
+    "capture_swim.permissive_time_fraction",
+    "prey.p_slow",
+    "prey.p_fast",
+    "prey.p_escape",
+    "prey.p_switch",
+    "prey.p_large_turn",
+    "prey.birth_rate",
+    "prey.p_death",
+    "predator.probability_per_epoch_step",
+)
+
+
+def config_value(cfg: SimFishConfig, dotted: str) -> Any:
+    """The value of a dotted key (``prey.num``) of a config."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _range_text(low: float, kind: str, high: float) -> str:
+    return f"{'[' if kind == _GE else '('}{low:g}, {high:g}]"
+
+
 def _validate(cfg: SimFishConfig) -> None:
-    """Raises ConfigError for impossible or inconsistent values."""
+    """Raises ConfigError for impossible, implausible or inconsistent values."""
     src = cfg.source
-    positive = {
-        "max_sim_steps_per_episode": cfg.max_sim_steps_per_episode,
-        "phys_steps_per_sim_step": cfg.phys_steps_per_sim_step,
-        "sim_step_duration_seconds": cfg.sim_step_duration_seconds,
-        "arena.width": cfg.arena.width,
-        "arena.height": cfg.arena.height,
-        "arena.light_decay_rate": cfg.arena.light_decay_rate,
-        "fish.mouth_radius": cfg.fish.mouth_radius,
-        "fish.head_radius": cfg.fish.head_radius,
-        "fish.elevation": cfg.fish.elevation,
-        "eyes.visual_field": cfg.eyes.visual_field,
-        "eyes.uv_photoreceptor_rf_size": cfg.eyes.uv_photoreceptor_rf_size,
-        "eyes.red_photoreceptor_rf_size": cfg.eyes.red_photoreceptor_rf_size,
-        "eyes.sz_rf_spacing": cfg.eyes.sz_rf_spacing,
-        "eyes.sz_oversampling_factor": cfg.eyes.sz_oversampling_factor,
-        "prey.radius": cfg.prey.radius,
-        "predator.radius": cfg.predator.radius,
-    }
-    for key, value in positive.items():
-        _check(value > 0, src, key, value, "must be > 0")
-    non_negative = {
-        "arena.light_gradient": cfg.arena.light_gradient,
-        "arena.dark_gain": cfg.arena.dark_gain,
-        "arena.uv_object_intensity": cfg.arena.uv_object_intensity,
-        "arena.bottom_intensity": cfg.arena.bottom_intensity,
-        "arena.sediment_sigma": cfg.arena.sediment_sigma,
-        "arena.water_uv_scatter": cfg.arena.water_uv_scatter,
-        "fish.tail_length": cfg.fish.tail_length,
-        "eyes.biasx": cfg.eyes.biasx,
-        "capture_swim.permissive_angle": cfg.capture_swim.permissive_angle,
-        "capture_swim.energy_cost_scaling": cfg.capture_swim.energy_cost_scaling,
-        "prey.num": cfg.prey.num,
-        "prey.sensing_distance": cfg.prey.sensing_distance,
-        "prey.max_turning_angle": cfg.prey.max_turning_angle,
-        "prey.cloud_num": cfg.prey.cloud_num,
-        "prey.velocity_slow": cfg.prey.velocity_slow,
-        "prey.velocity_fast": cfg.prey.velocity_fast,
-        "prey.velocity_jump": cfg.prey.velocity_jump,
-        "prey.birth_rate": cfg.prey.birth_rate,
-        "prey.cloud_region_size": cfg.prey.cloud_region_size,
-        "prey.safe_duration": cfg.prey.safe_duration,
-        "predator.velocity": cfg.predator.velocity,
-        "predator.immunity_steps": cfg.predator.immunity_steps,
-        "predator.distance_from_fish": cfg.predator.distance_from_fish,
-        "predator.epoch_num": cfg.predator.epoch_num,
-        "predator.epoch_duration": cfg.predator.epoch_duration,
-        "salt.concentration_decay": cfg.salt.concentration_decay,
-        "energy.distance_factor": cfg.energy.distance_factor,
-        "energy.angle_factor": cfg.energy.angle_factor,
-        "energy.baseline": cfg.energy.baseline,
-    }
-    for key, value in non_negative.items():
-        _check(value >= 0, src, key, value, "must be >= 0")
-    probabilities = {
-        "arena.dark_fraction": cfg.arena.dark_fraction,
-        "capture_swim.permissive_time_fraction": cfg.capture_swim.permissive_time_fraction,
-        "prey.p_slow": cfg.prey.p_slow,
-        "prey.p_fast": cfg.prey.p_fast,
-        "prey.p_escape": cfg.prey.p_escape,
-        "prey.p_switch": cfg.prey.p_switch,
-        "prey.p_large_turn": cfg.prey.p_large_turn,
-        "prey.birth_rate": cfg.prey.birth_rate,
-        "prey.p_death": cfg.prey.p_death,
-        "predator.probability_per_epoch_step": cfg.predator.probability_per_epoch_step,
-    }
-    for key, value in probabilities.items():
+    for key, (low, kind, high) in RANGES.items():
+        value = config_value(cfg, key)
+        if value is None:
+            continue
+        allowed = f"(allowed range {_range_text(low, kind, high)})"
+        if kind == _GT or low > 0:  # a positive quantity: say so first
+            _check(value > min(low, 0), src, key, value, f"must be > {min(low, 0):g} {allowed}")
+        if kind == _GT:
+            _check(value > low, src, key, value, f"must be > {low:g} {allowed}")
+        else:
+            _check(value >= low, src, key, value, f"must be >= {low:g} {allowed}")
+        _check(value <= high, src, key, value, f"must be <= {high:g} {allowed}")
+    for key in PROBABILITIES:
+        value = config_value(cfg, key)
         _check(0.0 <= value <= 1.0, src, key, value, "must be a probability in [0, 1]")
     p_sum = cfg.prey.p_slow + cfg.prey.p_fast
     _check(
@@ -403,8 +474,18 @@ def _validate(cfg: SimFishConfig) -> None:
     )
     for key in ("fixed_energy_level", "init_energy_level"):
         value = getattr(cfg.fish, key)
-        if value is not None:
+        if value is not None and not isinstance(value, bool):
             _check(0.0 <= value <= 1.0, src, f"fish.{key}", value, "must be in [0, 1]")
+    for i, elev in enumerate(cfg.eyes.viewing_elevations):
+        radius = cfg.fish.elevation * math.tan(math.radians(elev)) if 0 < elev < 90 else 0.0
+        _check(
+            radius <= MAX_VIEWING_RADIUS_PX,
+            src,
+            f"eyes.viewing_elevations[{i}]",
+            elev,
+            f"with fish.elevation = {cfg.fish.elevation:g} looks at a circle of radius "
+            f"{radius:.6g} px; elevation * tan(angle) must be <= {MAX_VIEWING_RADIUS_PX} px",
+        )
     margin = 2 * (cfg.fish.head_radius + cfg.fish.mouth_radius)
     for key, value in (("arena.width", cfg.arena.width), ("arena.height", cfg.arena.height)):
         _check(

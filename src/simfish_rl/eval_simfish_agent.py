@@ -422,6 +422,7 @@ def eval_agent(
     epsilon: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = False,
+    sediment: str = "image",
 ) -> list[dict[str, Any]]:
     """Plays ``num_episodes`` with the latest checkpoint of a run and logs them to HDF5.
 
@@ -439,9 +440,12 @@ def eval_agent(
       epsilon: exploration rate (default: the run's ``evaluation_epsilon``).
       overrides: dotted-key config overrides applied to ``experiment``.
       progress: show a progress bar over episodes.
+      sediment: "image" (default) logs the episode's sediment texture as an
+        image (1, height, width) plus its record; "record" only the record.
 
     Returns:
-      The episode summaries (as written to the files).
+      The episode summaries (as written to the files), each with
+      ``actor_steps``: the env steps the evaluated checkpoint was trained for.
     """
     from tqdm.auto import tqdm
 
@@ -464,15 +468,18 @@ def eval_agent(
     actor = RecurrentQActor(
         networks.apply, networks.initial_state, params, jax.random.PRNGKey(seed), epsilon=eps
     )
-    logger = HDF5Logger(str(run.path), label=log_subdir, add_uid=False, wait_min=0)
+    logger = HDF5Logger(str(run.path), label=log_subdir, add_uid=False, wait_min=0,
+                        sediment=sediment)
     loop = StateEnvLoop(env, actor, logger=logger, should_update=False,
-                        label=log_subdir, observers=[EnvInfoKeep()])
+                        label=log_subdir, observers=[EnvInfoKeep(sediment=sediment)])
+    actor_steps = np.int64(record["env_steps"])
     _LOG.info("evaluating %s (checkpoint at %d env steps) in %s for %d episodes",
               run.path, record["env_steps"], env_config.source, num_episodes)
     summaries = []
     try:
         for _ in tqdm(range(num_episodes), desc="evaluate", unit="episode", disable=not progress):
             summary = loop.run_episode()
+            summary["actor_steps"] = actor_steps
             logger.write(summary)
             summaries.append(summary)
     finally:

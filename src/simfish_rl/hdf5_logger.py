@@ -31,28 +31,52 @@ import contextlib
 import logging
 import math
 import os
-import re
-import tempfile
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import dm_env
 import h5py
 import numpy as np
 
+from simfish.io.atomic import create_temp_beside
+from simfish.io.logs import (  # one naming for writer and reader
+    LOG_FILE_PATTERN,
+    LOG_FILE_PREFIX,
+    LOG_FILE_SUFFIX,
+    episode_file_name,
+)
+
 _LOG = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Version of the episode file layout, stored as the root attribute `format_version`."""
+__all__ = [
+    "FORMAT_VERSION",
+    "LOG_FILE_PATTERN",
+    "LOG_FILE_PREFIX",
+    "LOG_FILE_SUFFIX",
+    "SEDIMENT_MODES",
+    "EnvInfoKeep",
+    "EnvLoopObserver",
+    "HDF5Logger",
+    "LoggedDataset",
+    "Logger",
+    "SimpleEnvInfoKeep",
+    "existing_log_indices",
+    "flatten_env_variables",
+    "nan_pad_rows",
+    "sediment_dataset",
+]
 
-LOG_FILE_PREFIX = "logs_"
-LOG_FILE_SUFFIX = ".hdf5"
-LOG_FILE_PATTERN = re.compile(r"^logs_(\d+)\.hdf5$")
-"""Final names of episode files; temporary files start with a dot and never match."""
+FORMAT_VERSION = 2
+"""Version of the episode file layout, stored as the root attribute `format_version`.
+
+1: `sediment` was a group of texture fields, an absent predator NaN, unset
+config values empty attributes. 2: `sediment` is an image dataset (1, height,
+width) with the texture fields as attributes, an absent predator is 0 with a
+`predator_present` dataset, unset config values are absent, `actor_steps`."""
 
 INFO_KEYS = (
     "fish_x",
@@ -95,6 +119,20 @@ ENV_VARIABLES_KEY = "env_variables"
 SEDIMENT_ATTRIBUTE = "sediment_record"
 """Environment attribute (or method) giving what regenerates the episode's sediment."""
 
+SEDIMENT_IMAGE_METHOD = "sediment_image"
+"""Environment method (or attribute) giving the episode's sediment as float [height, width]."""
+
+SEDIMENT_MODES = ("image", "record")
+"""What the `sediment` dataset holds: the image and its record, or only the record."""
+
+PREDATOR_KEYS = ("predator_x", "predator_y")
+"""Predator position keys: 0 where the predator is absent (as in the users' files)."""
+
+PREDATOR_PRESENT_KEY = "predator_present"
+"""Boolean per-step dataset: a predator is in the arena."""
+
+_SEDIMENT_CHUNK = 256  # chunk edge (px) of the sediment image
+
 _COMPRESS_MIN_SIZE = 1024  # arrays with fewer elements are stored uncompressed
 
 
@@ -134,6 +172,18 @@ class Logger(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Closes the logger, not expecting any further write."""
+
+
+class LoggedDataset(NamedTuple):
+    """A value written as one dataset carrying attributes (the `sediment` entry).
+
+    Attributes:
+      data: a numeric array, or `h5py.Empty` for a dataset without data.
+      attrs: attribute name -> number, numeric array or string.
+    """
+
+    data: Any
+    attrs: Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------
@@ -291,6 +341,54 @@ def _copy_tree(value: Any, key: str) -> Any:
     return arr
 
 
+def _flat_record(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Flattens a copied sediment record (nested dicts of arrays) to `a.b` names."""
+    if not isinstance(tree, Mapping):
+        return {prefix or "value": tree}
+    out: dict[str, np.ndarray] = {}
+    for name, value in tree.items():
+        out.update(_flat_record(value, f"{prefix}.{name}" if prefix else str(name)))
+    return out
+
+
+def sediment_dataset(record: Any = None, image: Any = None) -> LoggedDataset:
+    """Builds the `sediment` entry: the image as uint8 [1, height, width] plus its record.
+
+    Args:
+      record: what regenerates the texture (a NamedTuple such as
+        `simfish.vision.sediment.Sediment`, a mapping of arrays, or None);
+        stored as attributes, one per field.
+      image: the texture as numbers [height, width] (row = y), or None to store
+        the record only (the dataset is then empty, `h5py.Empty`).
+
+    Returns:
+      A `LoggedDataset`. The image is mapped linearly onto 0..255: value =
+      `pixel_offset + pixel_scale * pixel` (attributes). The attribute
+      `stored` is "image" or "record".
+    """
+    attrs: dict[str, Any] = {}
+    if record is not None:
+        attrs.update(_flat_record(_copy_tree(record, SEDIMENT_ATTRIBUTE)))
+    if image is None:
+        attrs["stored"] = "record"
+        return LoggedDataset(h5py.Empty("u1"), attrs)
+    values = np.asarray(image, dtype=np.float32)
+    if values.ndim == 3 and values.shape[0] == 1:
+        values = values[0]
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"env.{SEDIMENT_IMAGE_METHOD}: expected an image [height, width], "
+                         f"got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"env.{SEDIMENT_IMAGE_METHOD}: the image has non-finite values")
+    low, high = float(values.min()), float(values.max())
+    scale = (high - low) / 255.0
+    pixels = np.zeros(values.shape, np.uint8) if scale == 0 else np.rint(
+        (values - low) / scale
+    ).clip(0, 255).astype(np.uint8)
+    attrs.update(stored="image", pixel_offset=low, pixel_scale=scale)
+    return LoggedDataset(pixels[None], attrs)
+
+
 # --------------------------------------------------------------------------
 # Observers.
 
@@ -308,13 +406,24 @@ class EnvInfoKeep(EnvLoopObserver):
     step (T rows): `actor_state` (float32 [T, 64]), the hidden state handed in
     by the loop. At episode start: `salt_location` (float64 [1, 2], NaN if the
     env has none), `sediment` (whatever `env.sediment_record` gives, read after
-    reset: a mapping or NamedTuple of arrays, e.g. the episode's
-    `simfish.vision.sediment.Sediment`, becomes an HDF5 group, an array a
-    dataset; absent if the env has no such attribute) and `env_variables`
-    (the flat config dict).
+    reset, e.g. the episode's `simfish.vision.sediment.Sediment`), with the
+    image from `env.sediment_image()` unless `sediment="record"`, as one
+    `LoggedDataset` (see `sediment_dataset`; absent if the env has neither)
+    and `env_variables` (the flat config dict). `predator_x`/`predator_y` are
+    0 where no predator is present, and `predator_present` (bool [T + 1]) says
+    where one is (from `get_info()` if it reports it, else where the position
+    is not None/NaN).
+
+    Args:
+      sediment: "image" (default) or "record" (skip the image: small files).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sediment: str = "image") -> None:
+        if sediment not in SEDIMENT_MODES:
+            raise ValueError(
+                f"EnvInfoKeep: sediment must be one of {', '.join(SEDIMENT_MODES)}, got {sediment!r}"
+            )
+        self._sediment_mode = sediment
         self._columns: dict[str, list[Any]] | None = None
         self._info_keys: tuple[str, ...] | None = None
         self._actor_states: list[np.ndarray] = []
@@ -370,6 +479,7 @@ class EnvInfoKeep(EnvLoopObserver):
                     f"EnvInfoKeep: actor_state changes shape within the episode: {shapes}"
                 )
             metrics["actor_state"] = np.stack(self._actor_states)
+        _zero_absent_predator(metrics)
         metrics.update(self._episode_start)
         return metrics
 
@@ -420,13 +530,15 @@ class EnvInfoKeep(EnvLoopObserver):
             if len(column) != n_rows + 1:
                 raise ValueError(f"EnvInfoKeep: {key!r} is missing at step {n_rows}")
 
-    @staticmethod
-    def _read_episode_start(env: dm_env.Environment) -> dict[str, Any]:
-        """Reads the sediment record, salt location and env variables after reset."""
+    def _read_episode_start(self, env: dm_env.Environment) -> dict[str, Any]:
+        """Reads the sediment (record and image), salt location and env variables after reset."""
         start: dict[str, Any] = {}
-        sediment = _read_env_attribute(env, SEDIMENT_ATTRIBUTE)
-        if sediment is not None:
-            start["sediment"] = _copy_tree(sediment, SEDIMENT_ATTRIBUTE)
+        record = _read_env_attribute(env, SEDIMENT_ATTRIBUTE)
+        image = None
+        if self._sediment_mode == "image":
+            image = _read_env_attribute(env, SEDIMENT_IMAGE_METHOD)
+        if record is not None or image is not None:
+            start["sediment"] = sediment_dataset(record, image)
         else:
             _LOG.debug("env has no %s; the log will have no sediment entry", SEDIMENT_ATTRIBUTE)
         salt = _read_env_attribute(env, "salt_location")
@@ -438,6 +550,20 @@ class EnvInfoKeep(EnvLoopObserver):
         if env_variables is not None:
             start[ENV_VARIABLES_KEY] = dict(flatten_env_variables(env_variables))
         return start
+
+
+def _zero_absent_predator(metrics: dict[str, Any]) -> None:
+    """Sets `predator_x`/`predator_y` to 0 where no predator is present; adds `predator_present`."""
+    if not all(k in metrics for k in PREDATOR_KEYS):
+        return
+    xs, ys = (np.asarray(metrics[k], dtype=np.float64) for k in PREDATOR_KEYS)
+    if PREDATOR_PRESENT_KEY in metrics:
+        present = np.asarray(metrics[PREDATOR_PRESENT_KEY]).astype(bool)
+    else:
+        present = np.isfinite(xs) & np.isfinite(ys)
+    metrics[PREDATOR_PRESENT_KEY] = present
+    metrics["predator_x"] = np.where(present, xs, 0.0)
+    metrics["predator_y"] = np.where(present, ys, 0.0)
 
 
 class SimpleEnvInfoKeep(EnvLoopObserver):
@@ -564,8 +690,23 @@ def _prepare(data: Mapping[str, Any], where: str) -> dict[str, Any]:
             continue
         if name == ENV_VARIABLES_KEY and where == "HDF5Logger.write":
             flat = flatten_env_variables(value)
+            # Unset options (None) are absent, so `"prey_stim_file" in attrs` means "set".
             record[name] = _AttributeGroup(
-                {_check_key(k, path): _to_attribute(v, f"{path}[{k!r}]") for k, v in flat.items()}
+                {
+                    _check_key(k, path): _to_attribute(v, f"{path}[{k!r}]")
+                    for k, v in flat.items()
+                    if v is not None
+                }
+            )
+        elif isinstance(value, LoggedDataset):
+            data = value.data if isinstance(value.data, h5py.Empty) else _to_array(value.data, path)
+            record[name] = LoggedDataset(
+                data,
+                {
+                    _check_key(k, path): _to_attribute(v, f"{path}.attrs[{k!r}]")
+                    for k, v in value.attrs.items()
+                    if v is not None
+                },
             )
         elif isinstance(value, Mapping):
             record[name] = _prepare(value, path)
@@ -581,6 +722,16 @@ def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str 
             sub = group.create_group(name)
             for attr_name, attr_value in value.items():
                 sub.attrs[attr_name] = attr_value
+        elif isinstance(value, LoggedDataset):
+            data = value.data
+            if isinstance(data, np.ndarray) and data.ndim == 3 and data.size and compression:
+                chunks = (1, min(data.shape[1], _SEDIMENT_CHUNK), min(data.shape[2], _SEDIMENT_CHUNK))
+                dataset = group.create_dataset(name, data=data, chunks=chunks,
+                                               compression=compression)
+            else:
+                dataset = group.create_dataset(name, data=data)
+            for attr_name, attr_value in value.attrs.items():
+                dataset.attrs[attr_name] = attr_value
         elif isinstance(value, dict):
             _write_group(group.create_group(name), value, compression)
         elif isinstance(value, np.ndarray) and value.size >= _COMPRESS_MIN_SIZE and compression:
@@ -634,10 +785,10 @@ class _EpisodeFileWriter:
 
     def _write_one(self, record: Mapping[str, Any]) -> Path:
         """Writes one record to a hidden temp file, syncs it, then publishes it."""
-        fd, tmp_name = tempfile.mkstemp(
-            prefix="." + LOG_FILE_PREFIX, suffix=LOG_FILE_SUFFIX + ".tmp", dir=self.directory
+        # Created with mode 0o666 minus the umask (0644 by default), like every project file.
+        tmp_name = str(
+            create_temp_beside(self.directory / LOG_FILE_PREFIX, suffix=LOG_FILE_SUFFIX + ".tmp")
         )
-        os.close(fd)
         try:
             with h5py.File(tmp_name, "w") as f:
                 f.attrs["format_version"] = FORMAT_VERSION
@@ -660,7 +811,7 @@ class _EpisodeFileWriter:
         """
         index = max([self._last_index, *existing_log_indices(self.directory)]) + 1
         while True:
-            final = self.directory / f"{LOG_FILE_PREFIX}{index}{LOG_FILE_SUFFIX}"
+            final = self.directory / episode_file_name(index)
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -708,6 +859,9 @@ class HDF5Logger(Logger):
         `wait_min` (bounds memory; one episode is about 4 MB).
       compression: HDF5 filter for arrays of 1024 elements or more ('gzip',
         readable everywhere) or None.
+      sediment: "image" (default: the `sediment` dataset holds the episode's
+        texture as uint8 [1, height, width]) or "record" (drop the image, keep
+        only the attributes that regenerate it: files of a few MB less).
       clock: monotonic time source in seconds (tests).
     """
 
@@ -720,6 +874,7 @@ class HDF5Logger(Logger):
         *,
         max_pending: int = 16,
         compression: str | None = "gzip",
+        sediment: str = "image",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(directory_or_file, (str, os.PathLike)):
@@ -731,6 +886,10 @@ class HDF5Logger(Logger):
             raise ValueError(f"HDF5Logger: wait_min must be a finite number >= 0, got {wait_min!r}")
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"HDF5Logger: max_pending must be an int >= 1, got {max_pending!r}")
+        if sediment not in SEDIMENT_MODES:
+            raise ValueError(
+                f"HDF5Logger: sediment must be one of {', '.join(SEDIMENT_MODES)}, got {sediment!r}"
+            )
         label = str(label)
         if os.path.isabs(label) or ".." in Path(label).parts:
             raise ValueError(f"HDF5Logger: label {label!r} must be a relative folder name")
@@ -743,6 +902,7 @@ class HDF5Logger(Logger):
         self.label = label
         self.wait_min = float(wait_min)
         self.max_pending = max_pending
+        self.sediment = sediment
         self._clock = clock
         self._last_flush: float | None = None
         self._closed = False
@@ -775,6 +935,13 @@ class HDF5Logger(Logger):
         """
         if self._closed:
             raise RuntimeError(f"HDF5Logger for {self.directory} is closed")
+        if self.sediment == "record" and isinstance(data, Mapping):
+            entry = data.get("sediment")
+            if isinstance(entry, LoggedDataset) and not isinstance(entry.data, h5py.Empty):
+                attrs = {k: v for k, v in entry.attrs.items()
+                         if k not in ("pixel_offset", "pixel_scale")}
+                attrs["stored"] = "record"
+                data = {**data, "sediment": LoggedDataset(h5py.Empty("u1"), attrs)}
         self._writer.pending.append(_prepare(data, "HDF5Logger.write"))
         now = self._clock()
         due = (

@@ -19,6 +19,7 @@ from simfish.io.logs import (
     list_labels,
     load_episode,
     sediment_from_episode,
+    sediment_image,
 )
 from simfish.world.types import OAR
 from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
@@ -94,9 +95,8 @@ def test_load_episode_scalars_and_env_variables_are_plain_python(written):
     assert loaded["episode_length"] == 5 and type(loaded["episode_length"]) is int
     assert type(loaded["episode_return"]) is float
     assert loaded["episode_return"] == pytest.approx(float(np.sum(loaded["reward"])))
-    assert loaded["env_variables"] == {
+    assert loaded["env_variables"] == {  # fish_init_x is None: not stored (format 2)
         "prey_num": 4,
-        "fish_init_x": None,
         "eyes_viewing_elevations": [50.0, 75.0],
         "salt_enabled": True,
         "prey_stim_file": "/x/prey.h5",
@@ -200,7 +200,8 @@ def test_sediment_texture_is_regenerated_from_the_log(tmp_path):
     logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
     logger.write({"episode_length": 0, **keep.get_metrics()})
     episode = load_episode(logger.written[0])
-    assert set(episode["sediment"]) == set(sediment._fields)
+    assert episode["sediment"] is None  # this env offers no image: the record only
+    assert set(episode["sediment_record"]) == {*sediment._fields, "stored"}
     assert np.isnan(episode["salt_location"]).all()
     rebuilt = sediment_from_episode(logger.written[0])
     original = render_sediment(sediment, 100.0, 200.0, 16, 8)
@@ -210,5 +211,111 @@ def test_sediment_texture_is_regenerated_from_the_log(tmp_path):
 
 def test_sediment_from_episode_without_a_texture(written):
     path, _ = written
+    with pytest.raises(EpisodeLogError, match="not a texture record"):
+        sediment_from_episode(path)
+
+
+# ---------------------------------------------------------------------------
+# Old (format 1) and new (format 2) files, and the users' previous tool's files.
+
+
+def _texture_env(config, with_image: bool):
+    """A minimal env exposing an episode's sediment record (and image) like BaseEnvironment."""
+    from simfish.vision.sediment import make_sediment, render_sediment
+
+    sediment = make_sediment(jax.random.key(7), config.arena)
+    attrs = {"sediment_record": sediment, "salt_location": None,
+             "env_variables": config.to_flat_dict()}  # fmt: skip
+    if with_image:
+        width, height = config.arena.width, config.arena.height
+        attrs["sediment_image"] = lambda self: render_sediment(sediment, 0.0, 0.0, width, height)
+    return type("Env", (), attrs)(), sediment
+
+
+def _write_with(env, tmp_path, **logger_kwargs):
+    keep = EnvInfoKeep()
+    keep.observe_first(env, dm_env.restart(OAR((np.ones(3, np.float32),), 0, 0.0)))
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0, **logger_kwargs)
+    logger.write({"episode_length": 0, **keep.get_metrics()})
+    return logger.written[0]
+
+
+def test_new_file_holds_the_sediment_image_and_its_record(tmp_path):
+    from simfish.vision.sediment import render_sediment
+
+    config = load_config("normal", {"arena.width": 120, "arena.height": 90})
+    env, sediment = _texture_env(config, with_image=True)
+    path = _write_with(env, tmp_path)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2
+        assert f["sediment"].shape == (1, 90, 120) and f["sediment"].dtype == np.uint8
+        assert "fish_init_x" not in f["env_variables"].attrs  # unset: absent
+    episode = load_episode(path)
+    assert episode["sediment"].shape == (1, 90, 120)
+    assert episode["sediment_record"]["stored"] == "image"
+    truth = render_sediment(sediment, 0.0, 0.0, 120, 90)
+    image = sediment_image(path)
+    assert image.shape == (90, 120) and image.dtype == np.float32
+    step = episode["sediment_record"]["pixel_scale"]
+    np.testing.assert_allclose(image, truth, atol=step / 2 + 1e-4)
+    assert truth.std() > 1.0  # a real texture
+    # The record alone rebuilds the exact texture.
+    rebuilt = sediment_from_episode(path)
+    np.testing.assert_array_equal(render_sediment(rebuilt, 5.0, 7.0, 16, 8),
+                                  render_sediment(sediment, 5.0, 7.0, 16, 8))
+    only_record = load_episode(path, keys=["sediment_record"])
+    assert set(only_record) == {"sediment", "sediment_record"}
+
+
+def test_record_only_file_redraws_its_sediment(tmp_path):
+    from simfish.vision.sediment import render_sediment
+
+    config = load_config("normal", {"arena.width": 100, "arena.height": 100})
+    env, sediment = _texture_env(config, with_image=True)
+    path = _write_with(env, tmp_path, sediment="record")
+    episode = load_episode(path)
+    assert episode["sediment"] is None and episode["sediment_record"]["stored"] == "record"
+    np.testing.assert_array_equal(sediment_image(path), render_sediment(sediment, 0, 0, 100, 100))
+
+
+def test_format_1_file_is_read(tmp_path):
+    """A file as our previous writer made it: sediment group, empty attributes, NaN predator."""
+    from simfish.vision.sediment import make_sediment, render_sediment
+
+    config = load_config("normal", {"arena.width": 100, "arena.height": 96})
+    sediment = make_sediment(jax.random.key(2), config.arena)
+    path = tmp_path / "logs" / "eval" / "logs_1.hdf5"
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["format_version"] = 1
+        f["episode_length"] = 2
+        f["fish_x"] = np.arange(3.0)
+        f["predator_x"] = np.array([np.nan, 10.0, np.nan])
+        group = f.create_group("sediment")
+        for name, value in sediment._asdict().items():
+            group[name] = np.asarray(value)
+        env = f.create_group("env_variables")
+        env.attrs["prey_num"] = 120
+        env.attrs["fish_init_x"] = h5py.Empty("f4")
+        env.attrs["arena_width"], env.attrs["arena_height"] = 100, 96
+    assert list_episodes(tmp_path, label="eval") == [path]
+    episode = load_episode(path)
+    assert episode["env_variables"]["fish_init_x"] is None
+    assert np.isnan(episode["predator_x"][0]) and episode["predator_x"][1] == 10.0
+    assert set(episode["sediment"]) == set(sediment._fields)
+    rebuilt = sediment_from_episode(episode)
+    np.testing.assert_array_equal(render_sediment(rebuilt, 0, 0, 8, 8),
+                                  render_sediment(sediment, 0, 0, 8, 8))
+    np.testing.assert_array_equal(sediment_image(path), render_sediment(sediment, 0, 0, 100, 96))
+
+
+def test_previous_tool_file_with_a_bare_sediment_image(tmp_path):
+    path = tmp_path / "logs_1.hdf5"
+    picture = np.random.default_rng(0).uniform(0, 1, (1, 30, 40))
+    with h5py.File(path, "w") as f:
+        f["episode_length"] = 1
+        f["sediment"] = picture
+    np.testing.assert_array_equal(sediment_image(path), picture[0].astype(np.float32))
+    assert "sediment_record" not in load_episode(path)
     with pytest.raises(EpisodeLogError, match="not a texture record"):
         sediment_from_episode(path)

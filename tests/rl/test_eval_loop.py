@@ -349,3 +349,69 @@ def test_evaluation_with_recurrent_q_actor_logs_its_hidden_state(tmp_path):
         ep["actor_state"], np.repeat(expected[:, None], HIDDEN, axis=1), rtol=1e-6
     )
     np.testing.assert_array_equal(ep["action"][2:], 7)
+
+
+# --------------------------------------------------------------------------
+# A real world (vision-less, to keep the compile short) logged end to end.
+
+
+class RandomActor:
+    """Uniformly random bouts; no recurrent state."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def observe_first(self, timestep) -> None:
+        pass
+
+    def select_action(self, observation) -> np.int32:
+        return np.int32(self.rng.integers(0, 21))
+
+    def observe(self, action, next_timestep) -> None:
+        pass
+
+    def update(self, wait: bool = False) -> None:
+        pass
+
+
+def test_base_environment_episode_follows_the_users_log_conventions(tmp_path):
+    import h5py
+
+    from simfish.config import load_config
+    from simfish.wrappers.base_environment import BaseEnvironment
+
+    config = load_config("normal", {
+        "arena.width": 600, "arena.height": 500, "prey.num": 30, "prey.p_death": 0.0,
+        "max_sim_steps_per_episode": 40, "predator.immunity_steps": 2,
+        "predator.epoch_num": 2, "predator.epoch_duration": 10,
+        "predator.probability_per_epoch_step": 1.0, "predator.distance_from_fish": 150,
+    })  # fmt: skip
+    env = BaseEnvironment(config, seed=4, vision=False)
+    logger = HDF5Logger(tmp_path, label="eval_model", add_uid=False, wait_min=0)
+    loop = StateEnvLoop(env, RandomActor(4), logger=logger, should_update=False,
+                        observers=[EnvInfoKeep()])
+    loop.run(num_episodes=1)
+    logger.close()
+    (path,) = logger.written
+    with h5py.File(path, "r") as f:
+        assert f["sediment"].shape == (1, 500, 600) and f["sediment"].dtype == np.uint8
+        first_row = f["sediment"][0, :, :]  # the users' indexing
+        assert first_row.std() > 0
+        present = f["predator_present"][()]
+        px, py = f["predator_x"][()], f["predator_y"][()]
+        assert present.dtype == np.bool_ and present.any() and not present.all()
+        np.testing.assert_array_equal(px[~present], 0.0)
+        np.testing.assert_array_equal(py[~present], 0.0)
+        assert (px[present] != 0).all() and np.isfinite(px).all()
+        env_vars = f["env_variables"].attrs
+        for unset in ("prey_stim_file", "predator_stim_file", "fish_init_x"):
+            assert unset not in env_vars
+        assert env_vars["prey_num"] == 30
+    ep = load_episode(path)
+    rows = ep["episode_length"] + 1
+    assert ep["prey_x"].shape[0] == rows and ep["prey_x"].shape[1] <= 30
+    eaten = np.isnan(ep["prey_x"]).sum(axis=1)  # dead (eaten) prey: NaN
+    np.testing.assert_array_equal(eaten[1:] - eaten[:-1] >= 0, True)
+    record = ep["sediment_record"]
+    assert record["stored"] == "image" and record["pixel_scale"] > 0
+    assert {"wavevectors", "phases", "amplitudes"} <= set(record)

@@ -22,6 +22,8 @@ from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger, SimpleEnvInfoKeep
 
 NUM_POSITIONS, NUM_CHANNELS = 139, 3
 PREY_COUNTS = (3, 0, 2, 1, 3, 2, 0)  # live prey after reset and after each of 6 steps
+# The fake env's sediment image: a ramp 0..30 over 4 x 6 px (row = y).
+SEDIMENT_IMAGE = np.linspace(0.0, 30.0, 24, dtype=np.float32).reshape(4, 6)
 
 
 class FakeFishEnv(dm_env.Environment):
@@ -64,6 +66,9 @@ class FakeFishEnv(dm_env.Environment):
         if self.t >= self.num_steps:
             return dm_env.truncation(reward, obs)
         return dm_env.transition(reward, obs)
+
+    def sediment_image(self) -> np.ndarray:
+        return SEDIMENT_IMAGE.copy()
 
     def get_info(self) -> dict:
         n = PREY_COUNTS[self.t % len(PREY_COUNTS)]
@@ -149,7 +154,11 @@ def test_env_info_keep_arrays_have_documented_shapes_and_dtypes():
     assert m["actor_state"].shape == (rows - 1, 64) and m["actor_state"].dtype == np.float32
     np.testing.assert_array_equal(m["actor_state"][:, 0], np.arange(1, rows))
     np.testing.assert_array_equal(m["salt_location"], [[12.5, 40.0]])
-    np.testing.assert_array_equal(m["sediment"]["key"], [7, 11])
+    sediment = m["sediment"]
+    assert isinstance(sediment, hdf5_logger.LoggedDataset)
+    assert sediment.data.shape == (1, 4, 6) and sediment.data.dtype == np.uint8
+    np.testing.assert_array_equal(sediment.attrs["key"], [7, 11])
+    assert sediment.attrs["stored"] == "image"
     assert m["env_variables"] == env.env_variables
 
 
@@ -162,8 +171,12 @@ def test_env_info_keep_pads_prey_with_nan_and_marks_absent_predator():
     for t, n in enumerate(PREY_COUNTS):
         np.testing.assert_array_equal(m["prey_x"][t, :n], 10.0 * t + np.arange(n))
         assert np.isnan(m["prey_x"][t, n:]).all() and np.isnan(m["prey_y"][t, n:]).all()
-    assert np.isnan(m["predator_x"][:3]).all()
+    # As in the users' files: an absent predator is 0, and predator_present says so.
+    np.testing.assert_array_equal(m["predator_x"][:3], 0.0)
+    np.testing.assert_array_equal(m["predator_y"][:3], 0.0)
     np.testing.assert_array_equal(m["predator_x"][3:], 50.0 + np.arange(3, 7))
+    assert m["predator_present"].dtype == np.bool_
+    np.testing.assert_array_equal(m["predator_present"], np.arange(7) >= 3)
 
 
 def test_env_info_keep_restarts_each_episode():
@@ -283,12 +296,14 @@ def test_logger_writes_one_file_with_documented_datasets(tmp_path, episode):
         assert f["prey_x"].shape == (7, 3) and np.isnan(f["prey_x"][1]).all()
         assert f["episode_length"].shape == ()
         assert f["episode_return"][()] == pytest.approx(np.sum(f["reward"][()]))
-        assert isinstance(f["sediment"], h5py.Group)
-        np.testing.assert_array_equal(f["sediment/key"][()], [7, 11])
+        assert isinstance(f["sediment"], h5py.Dataset)
+        assert f["sediment"].shape == (1, 4, 6) and f["sediment"].dtype == np.uint8
+        np.testing.assert_array_equal(f["sediment"].attrs["key"], [7, 11])
+        np.testing.assert_array_equal(f["predator_present"][()], episode["predator_present"])
         attrs = f["env_variables"].attrs
         assert attrs["prey_num"] == 3
         np.testing.assert_array_equal(attrs["eyes_viewing_elevations"], [50.0, 75.0])
-        assert isinstance(attrs["fish_init_x"], h5py.Empty)
+        assert "fish_init_x" not in attrs  # unset values are absent, not empty
         assert f.attrs["format_version"] == hdf5_logger.FORMAT_VERSION
 
 
@@ -593,7 +608,7 @@ def test_jax_values_and_typed_keys_are_stored_as_numbers(tmp_path):
     logger.write({**keep.get_metrics(), "key": jax.random.key(1), "x": jnp.arange(3.0)})
     with h5py.File(logger.written[0], "r") as f:
         np.testing.assert_array_equal(
-            f["sediment/episode_key"][()], jax.random.key_data(jax.random.key(42))
+            f["sediment"].attrs["episode_key"], jax.random.key_data(jax.random.key(42))
         )
         np.testing.assert_array_equal(f["key"][()], jax.random.key_data(jax.random.key(1)))
         np.testing.assert_array_equal(f["x"][()], [0.0, 1.0, 2.0])
@@ -628,3 +643,86 @@ def test_flatten_env_variables_joins_sections():
     }
     with pytest.raises(TypeError, match="key 3 is not a string"):
         flatten_env_variables({3: 1})
+
+
+# --------------------------------------------------------------------------
+# Format 2: the users' log conventions (sediment image, predator 0, absent options)
+
+
+def test_sediment_is_an_image_dataset_with_its_record_as_attributes(tmp_path, episode):
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write(episode)
+    with h5py.File(logger.written[0], "r") as f:
+        dataset = f["sediment"]
+        assert dataset.shape == (1, 4, 6) and dataset.dtype == np.uint8
+        assert dataset.chunks is not None and dataset.compression == "gzip"
+        pixels = f["sediment"][0]  # as the users' scripts read it
+        attrs = dict(dataset.attrs)
+    assert attrs["stored"] == "image"
+    np.testing.assert_array_equal(attrs["key"], [7, 11])
+    assert attrs["sigma"] == 5.0
+    decoded = attrs["pixel_offset"] + attrs["pixel_scale"] * pixels.astype(np.float64)
+    np.testing.assert_allclose(decoded, SEDIMENT_IMAGE, atol=attrs["pixel_scale"] / 2 + 1e-9)
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+def test_sediment_record_only_from_the_logger_or_the_observer(tmp_path, episode):
+    logger = HDF5Logger(tmp_path / "a", add_uid=False, wait_min=0, sediment="record")
+    logger.write(episode)
+    env = FakeFishEnv()
+    calls = []
+    env.sediment_image = lambda: calls.append(1) or SEDIMENT_IMAGE
+    keep = EnvInfoKeep(sediment="record")
+    run_observed_episode(keep, env)
+    assert calls == []  # the image is not even drawn
+    second = HDF5Logger(tmp_path / "b", add_uid=False, wait_min=0)
+    second.write({"episode_length": 6, **keep.get_metrics()})
+    for path in (logger.written[0], second.written[0]):
+        with h5py.File(path, "r") as f:
+            assert f["sediment"].shape is None  # no data: h5py.Empty
+            attrs = dict(f["sediment"].attrs)
+        assert attrs["stored"] == "record" and "pixel_scale" not in attrs
+        np.testing.assert_array_equal(attrs["key"], [7, 11])
+    assert episode["sediment"].data.shape == (1, 4, 6)  # the caller's data is untouched
+    with pytest.raises(ValueError, match="sediment must be one of image, record"):
+        HDF5Logger(tmp_path, add_uid=False, sediment="png")
+    with pytest.raises(ValueError, match="sediment must be one of image, record"):
+        EnvInfoKeep(sediment="none")
+
+
+def test_predator_present_from_get_info_is_used(tmp_path):
+    class WithFlag(FakeFishEnv):
+        def get_info(self):
+            info = super().get_info()
+            # The predator is reported at a position but flagged absent at step 4.
+            info["predator_x"] = [50.0 + self.t]
+            info["predator_present"] = [self.t >= 3 and self.t != 4]
+            return info
+
+    keep = EnvInfoKeep()
+    run_observed_episode(keep, WithFlag())
+    m = keep.get_metrics()
+    expected = (np.arange(7) >= 3) & (np.arange(7) != 4)
+    np.testing.assert_array_equal(m["predator_present"], expected)
+    np.testing.assert_array_equal(m["predator_x"], np.where(expected, 50.0 + np.arange(7), 0.0))
+
+
+def test_unset_env_variables_are_absent_not_empty(tmp_path):
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0)
+    logger.write({"episode_length": 0,
+                  "env_variables": {"prey_stim_file": None, "fish_init_x": None, "prey_num": 3}})
+    with h5py.File(logger.written[0], "r") as f:
+        attrs = f["env_variables"].attrs
+        assert "prey_stim_file" not in attrs and "fish_init_x" not in attrs
+        assert attrs["prey_num"] == 3
+
+
+def test_writer_and_reader_share_one_file_naming():
+    import simfish.io.logs as logs
+
+    assert hdf5_logger.LOG_FILE_PATTERN is logs.LOG_FILE_PATTERN
+    assert logs.episode_file_name(12) == "logs_12.hdf5"
+    assert logs.episode_index(logs.episode_file_name(12)) == 12
+    assert logs.LOG_FILE_PATTERN.match(".logs_.0a1b2c.hdf5.tmp") is None
+    with pytest.raises(ValueError, match="episode index must be an int >= 1"):
+        logs.episode_file_name(0)

@@ -172,10 +172,20 @@ def test_evaluation_writes_documented_logs(trained_run, tmp_path):
         assert float(f["episode_return"][()]) == pytest.approx(float(np.sum(f["reward"][()])))
         assert f["env_variables"].attrs["prey_num"] == 20
         assert "sediment" in f  # what regenerates the episode's texture
-    # A second evaluation into the same label continues the numbering.
-    eval_agent(None, run_dir, num_episodes=1, log_subdir="check", seed=5)
+        # The users' conventions (issue 9 B): the texture as an image, the checkpoint's steps.
+        assert f["sediment"].shape == (1, 400, 400) and f["sediment"].dtype == np.uint8
+        progress = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+        assert f["actor_steps"].shape == () and int(f["actor_steps"][()]) == progress["env_steps"]
+        assert summaries[0]["actor_steps"] == progress["env_steps"]
+        assert f["predator_present"].shape == (steps + 1,)
+        assert "prey_stim_file" not in f["env_variables"].attrs
+    # A second evaluation into the same label continues the numbering (record-only sediment).
+    eval_agent(None, run_dir, num_episodes=1, log_subdir="check", seed=5, sediment="record")
     again = sorted((run_dir / "logs" / "check").glob("logs_*.hdf5"))
     assert len(again) == 3 and set(files) < set(again)
+    (new,) = set(again) - set(files)
+    with h5py.File(new) as f:
+        assert f["sediment"].shape is None and f["sediment"].attrs["stored"] == "record"
 
 
 def test_same_seed_gives_identical_episode_data(trained_run):

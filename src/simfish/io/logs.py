@@ -22,15 +22,26 @@ import h5py
 import numpy as np
 
 __all__ = [
+    "LOG_FILE_PATTERN",
+    "LOG_FILE_PREFIX",
+    "LOG_FILE_SUFFIX",
     "EpisodeLogError",
+    "episode_file_name",
     "episode_index",
     "list_episodes",
     "list_labels",
     "load_episode",
     "sediment_from_episode",
+    "sediment_image",
 ]
 
-_LOG_FILE_PATTERN = re.compile(r"^logs_(\d+)\.hdf5$")
+LOG_FILE_PREFIX = "logs_"
+LOG_FILE_SUFFIX = ".hdf5"
+LOG_FILE_PATTERN = re.compile(rf"^{re.escape(LOG_FILE_PREFIX)}(\d+){re.escape(LOG_FILE_SUFFIX)}$")
+"""Final names of episode files, shared by the writer (`simfish_rl.hdf5_logger`)
+and this reader; temporary files start with a dot and never match."""
+#: `load_episode` key holding the attributes of the `sediment` dataset (format 2).
+SEDIMENT_RECORD_KEY = "sediment_record"
 # A file is taken for an episode log when it holds at least one of these.
 _MARKER_KEYS = ("episode_length", "fish_x", "action")
 
@@ -39,13 +50,20 @@ class EpisodeLogError(ValueError):
     """An episode file exists but is not a readable SimFish episode log."""
 
 
+def episode_file_name(index: int) -> str:
+    """Returns the file name `logs_<index>.hdf5` of episode ``index`` (>= 1)."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 1:
+        raise ValueError(f"episode index must be an int >= 1, got {index!r}")
+    return f"{LOG_FILE_PREFIX}{index}{LOG_FILE_SUFFIX}"
+
+
 def episode_index(path: str | os.PathLike[str]) -> int:
     """Returns k of a `logs_<k>.hdf5` path.
 
     Raises:
       ValueError: the file name is not of that form.
     """
-    match = _LOG_FILE_PATTERN.match(Path(path).name)
+    match = LOG_FILE_PATTERN.match(Path(path).name)
     if match is None:
         raise ValueError(f"{path}: not an episode file name (expected logs_<k>.hdf5)")
     return int(match.group(1))
@@ -53,7 +71,7 @@ def episode_index(path: str | os.PathLike[str]) -> int:
 
 def _episode_files(folder: Path) -> list[Path]:
     """Returns the `logs_<k>.hdf5` files of a folder, sorted by k (temp files excluded)."""
-    files = [p for p in folder.iterdir() if p.is_file() and _LOG_FILE_PATTERN.match(p.name)]
+    files = [p for p in folder.iterdir() if p.is_file() and LOG_FILE_PATTERN.match(p.name)]
     return sorted(files, key=episode_index)
 
 
@@ -153,6 +171,15 @@ def _dataset_value(dataset: h5py.Dataset) -> Any:
     return dataset[()]
 
 
+def _record_value(value: Any) -> Any:
+    """Converts a sediment-record attribute: arrays stay numpy arrays, scalars become Python."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "OS":
+        return value
+    return _attribute_value(value)
+
+
 def _read_group(group: h5py.Group, keys: set[str] | None) -> dict[str, Any]:
     """Reads a group into a dict: datasets, sub-groups and attributes."""
     out: dict[str, Any] = {}
@@ -165,6 +192,8 @@ def _read_group(group: h5py.Group, keys: set[str] | None) -> dict[str, Any]:
             out[name] = sub
         else:
             out[name] = _dataset_value(item)
+            if name == "sediment" and item.attrs:
+                out[SEDIMENT_RECORD_KEY] = {k: _record_value(v) for k, v in item.attrs.items()}
     return out
 
 
@@ -181,8 +210,11 @@ def load_episode(path: str | os.PathLike[str], keys: Iterable[str] | None = None
       [T+1, max prey] NaN-padded, `vis_observation` [T+1, 139, 3, 2],
       `actor_state` [T, 64], ...), summary scalars as Python numbers
       (`episode_length`, `episode_return`, ...), `env_variables` as a flat dict
-      (None for unset options, lists for sequences), `sediment` as a dict of
-      arrays if it was logged as a group.
+      (lists for sequences; unset options are absent in format-2 files and None
+      in format-1 files), `sediment` as the uint8 image [1, height, width]
+      (None when only the record was stored; a dict of texture fields in
+      format-1 files) and `sediment_record` (the `sediment` dataset's
+      attributes: texture fields, `stored`, `pixel_offset`, `pixel_scale`).
 
     Raises:
       FileNotFoundError: the file does not exist.
@@ -202,6 +234,9 @@ def load_episode(path: str | os.PathLike[str], keys: Iterable[str] | None = None
                 f"{file_path}: not a SimFish episode log (none of {', '.join(_MARKER_KEYS)} found)"
             )
         wanted = None if keys is None else set(keys)
+        if wanted is not None and SEDIMENT_RECORD_KEY in wanted:
+            wanted.discard(SEDIMENT_RECORD_KEY)
+            wanted.add("sediment")
         if wanted is not None:
             missing = sorted(k for k in wanted if k not in f)
             if missing:
@@ -226,15 +261,18 @@ def sediment_from_episode(episode: dict[str, Any] | str | os.PathLike[str]) -> A
       `simfish.vision.sediment.render_sediment(sediment, x0, y0, width, height)`.
 
     Raises:
-      EpisodeLogError: the log has no `sediment` group with the texture's fields
-        (files from the users' previous tool store the rendered image instead:
-        `episode["sediment"]` is then that array).
+      EpisodeLogError: the log has no texture record: neither the attributes
+        of a `sediment` dataset (format 2) nor a `sediment` group (format 1)
+        hold the texture's fields (files from the users' previous tool store
+        only the image: use `sediment_image`).
     """
     from simfish.vision.sediment import Sediment  # imports JAX; only when asked
 
     if not isinstance(episode, dict):
         episode = load_episode(episode, keys=["sediment"])
-    record = episode.get("sediment")
+    record = episode.get(SEDIMENT_RECORD_KEY, episode.get("sediment"))
+    if isinstance(record, dict):
+        record = {k: v for k, v in record.items() if k in Sediment._fields}
     if not isinstance(record, dict) or set(record) != set(Sediment._fields):
         found = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise EpisodeLogError(
@@ -246,3 +284,47 @@ def sediment_from_episode(episode: dict[str, Any] | str | os.PathLike[str]) -> A
     return Sediment(
         **{name: jnp.asarray(record[name], dtype=jnp.float32) for name in Sediment._fields}
     )
+
+
+def _keys_of(path: str | os.PathLike[str]) -> set[str]:
+    """The top-level names of an HDF5 file."""
+    with h5py.File(Path(path).expanduser(), "r") as f:
+        return set(f.keys())
+
+
+def sediment_image(episode: dict[str, Any] | str | os.PathLike[str]) -> np.ndarray:
+    """The episode's sediment texture as float32 [height, width] (row = y), in texture units.
+
+    Format-2 files: the stored uint8 image decoded with its `pixel_offset` and
+    `pixel_scale` attributes (within half a grey level of the texture), or,
+    when only the record was stored, the texture redrawn from it over the
+    arena (`env_variables` `arena_width` x `arena_height`). Format-1 files:
+    redrawn from the `sediment` group. The users' previous tool's files: their
+    stored image as it is.
+
+    Raises:
+      EpisodeLogError: the log holds no sediment image and no texture record.
+    """
+    path = None
+    if not isinstance(episode, dict):
+        path, episode = episode, load_episode(episode, keys=["sediment"])
+    image = episode.get("sediment")
+    record = episode.get(SEDIMENT_RECORD_KEY) or {}
+    if isinstance(image, np.ndarray):
+        pixels = image[0] if image.ndim == 3 else image
+        if "pixel_scale" in record:
+            scale = float(record["pixel_scale"])
+            return (float(record["pixel_offset"]) + scale * pixels.astype(np.float32)).astype(
+                np.float32
+            )
+        return pixels.astype(np.float32)
+    from simfish.vision.sediment import render_sediment  # imports JAX; only when asked
+
+    if path is not None and "env_variables" in _keys_of(path):
+        episode = {**episode, **load_episode(path, keys=["env_variables"])}
+    env = episode.get("env_variables") or {}
+    if "arena_width" not in env or "arena_height" not in env:
+        raise EpisodeLogError("the episode log has no arena_width/arena_height in env_variables "
+                              "to redraw the sediment over")
+    texture = sediment_from_episode(episode)
+    return render_sediment(texture, 0.0, 0.0, int(env["arena_width"]), int(env["arena_height"]))

@@ -118,6 +118,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         overrides=_overrides(args),
         progress=not args.quiet,
+        sediment=args.sediment,
     )
     returns = [s["episode_return"] for s in summaries]
     lengths = [s["episode_length"] for s in summaries]
@@ -277,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epsilon", type=float, default=None,
                    help="exploration rate (default: the run's evaluation_epsilon)")
+    p.add_argument("--sediment", choices=("image", "record"), default="image",
+                   help="log the sediment as an image (default) or only what regenerates it")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 

@@ -230,8 +230,8 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         n_near_prey=near_prey_count(config, max(capacity, 1)),
         vision=vision,
     )
-    fixed = fish.fixed_energy_level is not None
-    init_energy = 1.0 if fish.init_energy_level is None else fish.init_energy_level
+    fixed = fish.energy_is_fixed
+    init_energy = fish.start_energy
     params = EnvParams(
         dt=_f(dt),
         damping=_f(DAMPING_PER_SECOND**dt),
@@ -246,8 +246,8 @@ def make_params(config: SimFishConfig, actions: Actions) -> tuple[EnvParams, Sta
         deterministic_action=_b(fish.deterministic_action),
         paralyze=_b(fish.paralyze),
         fixed_energy=_b(fixed),
-        fixed_energy_level=_f(fish.fixed_energy_level if fixed else 1.0),
-        init_energy=_f(fish.fixed_energy_level if fixed else init_energy),
+        fixed_energy_level=_f(init_energy if fixed else 1.0),
+        init_energy=_f(init_energy),
         init_x=_nan_if_none(fish.init_x),
         init_y=_nan_if_none(fish.init_y),
         init_angle=_nan_if_none(fish.init_angle),

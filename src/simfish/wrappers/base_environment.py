@@ -135,8 +135,18 @@ class BaseEnvironment(dm_env.Environment):
         return self._state
 
     def get_info(self) -> dict[str, list]:
-        """Per-step info, each value a one-element list (prey lists hold live prey only)."""
-        info = _to_numpy(self._info_fn(self._require_state()))
+        """Per-step info, each value a one-element list (prey lists hold live prey only).
+
+        As in the users' files, ``predator_x`` / ``predator_y`` are 0 when no
+        predator is present; ``predator_present`` says whether one is.
+        """
+        state = self._require_state()
+        info = _to_numpy(self._info_fn(state))
+        present = bool(np.asarray(state.predator.present))
+        info["predator_present"] = np.asarray(present)
+        if not present:
+            info["predator_x"] = np.asarray(0.0)
+            info["predator_y"] = np.asarray(0.0)
         out: dict[str, list] = {}
         for name, value in info.items():
             if name in ("prey_x", "prey_y"):
@@ -164,6 +174,15 @@ class BaseEnvironment(dm_env.Environment):
         from simfish.vision.bind import episode_sediment
 
         return jax.device_get(episode_sediment(self._require_state().episode_key, self.config))
+
+    def sediment_image(self) -> np.ndarray:
+        """The episode's whole sediment texture, unlit, as float32 [height, width] (row = y).
+
+        One pixel per arena px, pixel centres at integer coordinates; this is
+        the ``sediment`` image of the episode logs.
+        """
+        arena = self.config.arena
+        return self.render_sediment(0.0, 0.0, int(arena.width), int(arena.height), lit=False)
 
     def render_sediment(self, x0: float, y0: float, width: int, height: int,
                         px: float = 1.0, lit: bool = True) -> np.ndarray:

@@ -118,6 +118,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         overrides=_overrides(args),
         progress=not args.quiet,
+        num_parallel=args.parallel,
     )
     returns = [s["episode_return"] for s in summaries]
     lengths = [s["episode_length"] for s in summaries]
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override an environment config value")
     p.add_argument("--episodes", type=_positive_int, default=10, help="episodes to play")
+    p.add_argument("--parallel", type=_positive_int, default=1, metavar="E",
+                   help="episodes played at once in vectorised worlds (same files as 1)")
     p.add_argument("--label", default="eval_model",
                    help="log sub-folder: files go to DIR/logs/LABEL/logs_<k>.hdf5")
     p.add_argument("--seed", type=int, default=0)

@@ -2,9 +2,11 @@
 
 A run directory (``simfish train --run-dir``) holds the resolved configs, the
 action set, the seed and the learner checkpoints (see ``simfish_rl.training``
-for the layout). Training saves and restores the full learner state here;
-evaluation loads only the online network parameters (``load_params`` /
-``load_policy``), without building an optimizer or its state.
+for the layout). Training saves (``RunDir.save_checkpoint``) and restores
+(``restore_learner``) the full learner state through here; evaluation loads
+only the online network parameters (``load_params`` / ``load_policy``),
+without building an optimizer or its state. The ``.npz`` format itself is
+the learner's (``save_training_state`` in ``simfish_r2d2_learner``).
 
 A checkpoint is written only when every parameter and optimizer value is
 finite, so the last good one is never overwritten by a diverged learner.
@@ -162,6 +164,18 @@ class RunDir:
         return self.checkpoints / name
 
 
+def restore_learner(learner: Any, path: str | os.PathLike) -> None:
+    """Restores a learner's full state (parameters, target, optimizer, step, key) to resume.
+
+    Raises:
+      RunDirError: the file is not a checkpoint of this learner's shapes.
+    """
+    try:
+        learner.restore(path)
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path}: cannot restore the learner ({err})") from None
+
+
 def load_params(path: str | os.PathLike, like: Any) -> Any:
     """Reads only the online network parameters of a learner checkpoint.
 
@@ -255,4 +269,5 @@ __all__ = [
     "load_params",
     "load_policy",
     "non_finite_leaves",
+    "restore_learner",
 ]

@@ -51,8 +51,9 @@ from simfish_rl.checkpoint import (
     NonFiniteError,
     RunDir,
     RunDirError,
+    restore_learner,
 )
-from simfish_rl.config import TrainingConfig
+from simfish_rl.config import NON_LEARNING_OPTIONS, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +135,16 @@ def train(
     if run.exists():
         rec_env, rec_actions, rec_training, meta = run.load()
         if env_config is not None and env_config.to_dict() != rec_env.to_dict():
+            recorded, new = rec_env.to_flat_dict(), env_config.to_flat_dict()
+            changed = [k for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)]
+            key = changed[0] if changed else "?"
             raise RunDirError(
-                f"{run.path}: holds a run with a different environment config; "
+                f"{run.path}: holds a run with a different environment config ('{key}': "
+                f"recorded {recorded.get(key)!r}, new {new.get(key)!r}); "
                 "use a new --run-dir or omit --config to resume"
             )
-        if training is not None and training != rec_training:
-            raise RunDirError(
-                f"{run.path}: holds a run with different training options "
-                f"(recorded in {TRAINING_CONFIG_FILE}); use a new --run-dir"
-            )
+        if training is not None:
+            rec_training = resume_training_config(run, rec_training, training)
         env_config, actions, training, seed = rec_env, rec_actions, rec_training, meta["seed"]
         record = run.progress()
         if record is not None:
@@ -157,7 +159,7 @@ def train(
     agent = make_agent(env_config, actions, training, seed)
     counts = {"env_steps": 0, "learner_steps": 0, "episodes": 0, "actor_steps": 0}
     if resumed_from is not None:
-        agent.learner.restore(run.checkpoints / resumed_from["learner_file"])
+        restore_learner(agent.learner, run.checkpoints / resumed_from["learner_file"])
         counts.update({k: int(resumed_from[k]) for k in counts})
         log.info(
             "resuming %s from its checkpoint at %d env steps (%d learner steps)",
@@ -165,6 +167,51 @@ def train(
         )
     loop = _TrainingLoop(agent, run, counts, seed, progress=progress, overlap=overlap)
     return loop.run(num_steps, max_seconds=max_seconds, resumed=resumed_from is not None)
+
+
+def resume_training_config(run: RunDir, recorded: TrainingConfig,
+                           requested: TrainingConfig) -> TrainingConfig:
+    """The options a resumed run continues with.
+
+    Options that do not change learning (``NON_LEARNING_OPTIONS``: checkpoint
+    and log intervals) take their requested values, which are recorded; any
+    other difference is refused.
+
+    Raises:
+      RunDirError: a requested option that changes learning differs from the
+        recorded one (one line naming each key, its recorded and new value).
+    """
+    changed = recorded.differences(requested)
+    learning = {k: v for k, v in changed.items() if k not in NON_LEARNING_OPTIONS}
+    if learning:
+        details = "; ".join(f"'{k}': recorded {old!r}, new {new!r}"
+                            for k, (old, new) in learning.items())
+        raise RunDirError(
+            f"{run.path}: resuming with training options that change learning ({details}); "
+            "resume without them or use a new --run-dir"
+        )
+    if changed:
+        resumed = recorded.replace({k: new for k, (_, new) in changed.items()})
+        run.record_training(resumed)
+        log.info("resuming with changed %s", ", ".join(
+            f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
+        return resumed
+    return recorded
+
+
+LOSS_KEYS = ("loss", "mirrored_loss")
+"""Learner metrics that must stay finite (regular and mirrored SGD step)."""
+
+
+def check_finite_losses(metrics: dict, learner_step: int) -> None:
+    """Raises ``NonFiniteError`` naming the learner step if a loss is NaN or inf."""
+    bad = {k: metrics[k] for k in LOSS_KEYS if k in metrics and not np.isfinite(metrics[k])}
+    if bad:
+        values = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        raise NonFiniteError(
+            f"learner step {learner_step}: non-finite {values}; training stopped, the last "
+            "good checkpoint is kept"
+        )
 
 
 class _TrainingLoop:
@@ -211,8 +258,10 @@ class _TrainingLoop:
     def _learn(self, n: int) -> None:
         for _ in range(n):
             with self._lock:
-                self.metrics = self.agent.learner.step()
+                metrics = self.agent.learner.step()
                 self.counts["learner_steps"] += 1
+                check_finite_losses(metrics, self.counts["learner_steps"])
+                self.metrics = metrics
 
     def _actor_params(self):
         with self._lock:
@@ -269,6 +318,8 @@ class _TrainingLoop:
         steps_per_chunk = cfg.sequence_period * cfg.num_envs
         start = time.time()
         last_ckpt = last_log = start
+        # A new run checkpoints as soon as it has learned, then on the interval.
+        first_checkpoint_due = self.run_dir.progress() is None
         env_at_log, learn_at_log = self.counts["env_steps"], self.counts["learner_steps"]
         interrupted = False
         learner = None
@@ -319,25 +370,24 @@ class _TrainingLoop:
                     )
                     last_log, env_at_log, learn_at_log = (
                         now, self.counts["env_steps"], self.counts["learner_steps"])
-                if now - last_ckpt >= cfg.checkpoint_every_minutes * 60:
+                learned = self.counts["learner_steps"] > self.learned_at_start
+                if (first_checkpoint_due and learned) or (
+                        now - last_ckpt >= cfg.checkpoint_every_minutes * 60):
                     self._checkpoint()
-                    last_ckpt = now
+                    last_ckpt, first_checkpoint_due = now, False
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: saving a checkpoint before exiting")
-        finally:
-            self._stop.set()
-            if learner is not None:
-                learner.join()
-            bar.close()
-        self._checkpoint()
-        elapsed = time.time() - start
-        self.episodes_csv.close()
-        self.metrics_csv.close()
-        if self.tb is not None:
-            self.tb.close()
+        except BaseException:
+            # A diverged learner (NonFiniteError) or another failure: no final
+            # checkpoint, the last good one stays the latest.
+            self._close(learner, bar)
+            raise
+        self._close(learner, bar)
         if self._error is not None:
             raise self._error
+        self._checkpoint()
+        elapsed = time.time() - start
         return {
             **self.counts,
             "seconds": elapsed,
@@ -348,6 +398,17 @@ class _TrainingLoop:
                 float(np.mean(self.recent_prey)) if self.recent_prey else float("nan")),
             "run_dir": str(self.run_dir.path),
         }
+
+    def _close(self, learner: threading.Thread | None, bar) -> None:
+        """Stops the learner thread and closes the progress bar and log files."""
+        self._stop.set()
+        if learner is not None:
+            learner.join()
+        bar.close()
+        self.episodes_csv.close()
+        self.metrics_csv.close()
+        if self.tb is not None:
+            self.tb.close()
 
     def _log_row(self, now, last_log, env_at_log, learn_at_log) -> dict:
         dt = max(now - last_log, 1e-9)

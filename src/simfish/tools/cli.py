@@ -82,8 +82,12 @@ def _train(args: argparse.Namespace) -> int:
     options = dict(parse_override(text) for text in (args.train or []))
     if args.num_envs is not None:
         options["num_envs"] = args.num_envs
-    fresh = options or args.profile or not run.exists()
-    training = training_profile(args.profile or "users", options) if fresh else None
+    if run.exists() and not args.profile:
+        # Resuming: --train options change the recorded ones (only those that do
+        # not change learning are accepted; train() says which are refused).
+        training = run.load()[2].replace(options) if options else None
+    else:
+        training = training_profile(args.profile or "users", options)
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
     summary = train(

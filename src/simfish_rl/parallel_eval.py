@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simfish.vision.bind import episode_sediment
 from simfish.wrappers.base_environment import BaseEnvironment, info_lists
 from simfish.wrappers.vector_env import where_worlds
 from simfish_rl.counting import Counter
@@ -75,15 +76,22 @@ class _Record(NamedTuple):
 class _WorldView:
     """What observers read from one slot: a ``BaseEnvironment`` fed with replayed data.
 
-    ``get_info()`` gives the recorded info of the step being replayed; every
-    other attribute (sediment, salt location, env variables, episode totals) is
+    ``get_info()`` gives the recorded info of the step being replayed and
+    ``sediment_record`` the sediment computed at the reset; every other
+    attribute (salt location, env variables, episode totals) is
     the ``BaseEnvironment``'s, read from the world state set with ``show``
     (the reset state at the episode start, the final state at its end).
     """
 
-    def __init__(self, base: BaseEnvironment):
+    def __init__(self, base: BaseEnvironment, sediment: Any = None):
         self._base = base
         self._info: dict[str, list] | None = None
+        self._sediment = sediment
+
+    @property
+    def sediment_record(self) -> Any:
+        """The episode's sediment, computed with the batch at the reset (else the base's)."""
+        return self._base.sediment_record if self._sediment is None else self._sediment
 
     def show(self, state: Any = None, info: dict[str, list] | None = None) -> None:
         """Sets the world state (if given) and the info of the step being replayed."""
@@ -141,7 +149,8 @@ class ParallelEvaluator:
         self._apply = apply_fn
         self._initial_state_fn = initial_state_fn
         self._epsilon = jnp.float32(epsilon)
-        self._start = jax.jit(jax.vmap(self._start_one))
+        self._keys = jax.jit(jax.vmap(episode_keys, in_axes=(None, 0)))
+        self._restart = jax.jit(self._restart_slots)
         self._play = jax.jit(self._play_chunk, static_argnums=(2,))
 
     # -- device side ------------------------------------------------------------
@@ -152,7 +161,25 @@ class ParallelEvaluator:
         env_state, timestep = self.env.reset(k_reset)
         slot = _Slot(env_state, timestep, world_key, actor_key,
                      self._initial_state_fn(1), jnp.zeros((), bool))
-        return slot, self.env.info(env_state)
+        sediment = episode_sediment(env_state.episode_key, self.base.config)
+        return slot, (self.env.info(env_state), sediment)
+
+    def _restart_slots(self, slots: _Slot | None, world_keys, actor_keys, index, mask):
+        """Starts episode ``index[w]`` in every slot ``w`` where ``mask`` (one jitted call).
+
+        Args:
+          slots: the current slots, or None for the first call (every slot starts;
+            those not in ``mask`` are left idle).
+          world_keys, actor_keys: uint32 [N, 2], all episodes' keys.
+          index: int32 [E]; mask: bool [E].
+
+        Returns:
+          ``(slots, (info, sediment) of the started episodes)``.
+        """
+        fresh, extra = jax.vmap(self._start_one)(world_keys[index], actor_keys[index])
+        if slots is None:
+            return fresh._replace(done=~mask), extra
+        return where_worlds(mask, fresh, slots), extra
 
     def _act_one(self, params, slot: _Slot):
         """One world's action: network on a batch of one, then epsilon-greedy."""
@@ -199,14 +226,12 @@ class ParallelEvaluator:
           (timings are shares of the batched wall time; the reset and action
           times are not measured separately and are NaN) and the observers' metrics.
         """
-        keys = [episode_keys(seed, i) for i in range(num_episodes)]
-        world_keys = jnp.stack([k[0] for k in keys])
-        actor_keys = jnp.stack([k[1] for k in keys])
+        world_keys, actor_keys = self._keys(seed, np.arange(num_episodes, dtype=np.int32))
         e = self.num_worlds
         playing: list[int | None] = [i if i < num_episodes else None for i in range(e)]
-        first = [min(i, num_episodes - 1) for i in range(e)]
-        slots, infos = self._start(world_keys[jnp.asarray(first)], actor_keys[jnp.asarray(first)])
-        slots = slots._replace(done=jnp.arange(e) >= num_episodes)
+        first = np.minimum(np.arange(e, dtype=np.int32), num_episodes - 1)
+        slots, infos = self._restart(None, world_keys, actor_keys, first,
+                                     np.arange(e) < num_episodes)
         episodes: dict[int, dict[str, Any]] = {}
         self._begin(episodes, playing, range(e), slots, infos)
         next_episode = min(e, num_episodes)
@@ -239,10 +264,10 @@ class ParallelEvaluator:
                     restart.append(slot)
                     next_episode += 1
             if restart:
-                idx = jnp.asarray([playing[s] if s in restart else 0 for s in range(e)])
-                fresh, infos = self._start(world_keys[idx], actor_keys[idx])
-                slots = where_worlds(jnp.isin(jnp.arange(e), jnp.asarray(restart)), fresh, slots)
-                self._begin(episodes, playing, restart, fresh, infos)
+                idx = np.array([playing[s] if s in restart else 0 for s in range(e)], np.int32)
+                mask = np.isin(np.arange(e), restart)
+                slots, infos = self._restart(slots, world_keys, actor_keys, idx, mask)
+                self._begin(episodes, playing, restart, slots, infos)
             while to_yield in finished:
                 yield finished.pop(to_yield)
                 to_yield += 1
@@ -259,7 +284,8 @@ class ParallelEvaluator:
             episodes[episode] = {
                 "state": jax.tree.map(lambda x, s=slot: x[s], host_slots.env_state),
                 "timestep": jax.tree.map(lambda x, s=slot: x[s], host_slots.timestep),
-                "info": info_lists(jax.tree.map(lambda x, s=slot: x[s], host_infos)),
+                "info": info_lists(jax.tree.map(lambda x, s=slot: x[s], host_infos[0])),
+                "sediment": jax.tree.map(lambda x, s=slot: x[s], host_infos[1]),
                 "chunks": [],
                 "begun": now,
             }
@@ -270,7 +296,7 @@ class ParallelEvaluator:
         records = jax.tree.map(lambda *xs: np.concatenate(xs), *episode["chunks"])
         length = len(records.action)
         seconds = time.perf_counter() - episode["begun"]
-        view = _WorldView(self.base)
+        view = _WorldView(self.base, sediment=episode["sediment"])
         view.show(episode["state"], episode["info"])
         for observer in observers:
             observer.observe_first(view, _host_timestep(episode["timestep"]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import chex
 import dm_env
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ import numpy as np
 
 from simfish.world.types import pytree_dataclass
 from simfish.wrappers.vector_env import VectorEnv, where_worlds
+from simfish_rl.policy import batched_epsilon_greedy
 from simfish_rl.types import Step
 
 
@@ -101,15 +103,13 @@ class BatchedActor:
 
     def _act(self, params, state: ActorState, key):
         """One batched step: choose actions, step the worlds, record the step."""
-        k_net, k_eps, k_rand, k_env = jax.random.split(key, 4)
+        k_net, k_act, k_env = jax.random.split(key, 3)
         ts = state.timestep
         first = ts.step_type == dm_env.StepType.FIRST
         core = where_worlds(first, self._initial_state_fn(self.num_worlds), state.core_state)
         q, new_core = self._apply(params, k_net, ts.observation, core)
-        greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
-        random = jax.random.randint(k_rand, greedy.shape, 0, q.shape[-1], dtype=jnp.int32)
-        explore = jax.random.uniform(k_eps, greedy.shape) < state.epsilons
-        action = jnp.where(explore, random, greedy)
+        chex.assert_shape(q, (self.num_worlds, None))
+        action = batched_epsilon_greedy(k_act, q, state.epsilons)
 
         env_state, next_ts = self._worlds.step(state.env_state, action, k_env)
         last = ts.step_type == dm_env.StepType.LAST

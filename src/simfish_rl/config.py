@@ -128,6 +128,14 @@ class TrainingConfig:
             changes[key] = value
         return dataclasses.replace(self, **changes)
 
+    def differences(self, other: TrainingConfig) -> dict[str, tuple[Any, Any]]:
+        """``{option: (this value, other value)}`` for every option that differs."""
+        return {
+            f.name: (getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        }
+
     def to_json(self) -> str:
         """JSON text of all options."""
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -145,6 +153,11 @@ class TrainingConfig:
         except TrainingConfigError as err:
             raise TrainingConfigError(f"{path}: {err}") from None
 
+
+#: Options a run may change when it resumes: they set when checkpoints and log
+#: rows are written, not what is learned. (``--max-minutes``, ``--steps`` and the
+#: progress bar are arguments of ``train``, not options.)
+NON_LEARNING_OPTIONS: frozenset[str] = frozenset({"checkpoint_every_minutes", "log_every_seconds"})
 
 #: Named sets of training options. ``users``: the users' own settings (the
 #: defaults). ``quick``: short sequences, a small replay and a faster learning

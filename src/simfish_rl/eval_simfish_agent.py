@@ -34,7 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simfish_rl.checkpoint import load_policy
+from simfish_rl.counting import Counter
 from simfish_rl.hdf5_logger import EnvLoopObserver, Logger
+from simfish_rl.policy import epsilon_greedy
 
 _LOG = logging.getLogger(__name__)
 
@@ -86,12 +89,10 @@ def _epsilon_greedy_step(apply_fn, params, key, observation, state, epsilon):
     Returns:
       (action int32 [], new recurrent state).
     """
-    k_net, k_explore, k_random = jax.random.split(key, 3)
+    k_net, k_act = jax.random.split(key)
     batched = jax.tree.map(lambda x: jnp.asarray(x)[None], observation)
     q, new_state = apply_fn(params, k_net, batched, state)
-    greedy = jnp.argmax(q[0]).astype(jnp.int32)
-    random = jax.random.randint(k_random, (), 0, q.shape[-1], dtype=jnp.int32)
-    action = jnp.where(jax.random.uniform(k_explore) < epsilon, random, greedy)
+    action = epsilon_greedy(k_act, q[0], epsilon)
     return action, new_state
 
 
@@ -161,30 +162,6 @@ class RecurrentQActor:
         """Returns the LSTM hidden state h [hidden] (float32), or None for a core without one."""
         hidden = getattr(self._state, "hidden", None)
         return None if hidden is None else np.asarray(hidden, dtype=np.float32)[0]
-
-
-class Counter:
-    """Cumulative counts (acme's `counting.Counter` interface, without parents or timing).
-
-    Args:
-      prefix: prepended as `<prefix>_<name>` to the keys returned by `increment`.
-    """
-
-    def __init__(self, prefix: str = "") -> None:
-        self._prefix = prefix
-        self._counts: dict[str, int | float] = {}
-
-    def increment(self, **counts: int | float) -> dict[str, int | float]:
-        """Adds to the named counts; returns all counts (prefixed)."""
-        for name, value in counts.items():
-            self._counts[name] = self._counts.get(name, 0) + value
-        return self.get_counts()
-
-    def get_counts(self) -> dict[str, int | float]:
-        """Returns all counts (prefixed)."""
-        if not self._prefix:
-            return dict(self._counts)
-        return {f"{self._prefix}_{name}": value for name, value in self._counts.items()}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -352,66 +329,6 @@ def summary_scalars(result: Mapping[str, Any]) -> dict[str, float | int]:
 # Evaluating a trained run.
 
 
-def load_policy(directory: str | os.PathLike, env: Any) -> tuple[Any, Any, dict]:
-    """Restores the latest parameters of the run in ``directory`` for ``env``.
-
-    Args:
-      directory: a training run directory (``simfish train --run-dir``).
-      env: the environment to evaluate in (``SimFishEnv`` or ``BaseEnvironment``);
-        its observation and action specs must match the trained network.
-
-    Returns:
-      ``(networks, params, progress)``: the network functions, the online
-      parameters and the checkpoint's progress record.
-
-    Raises:
-      RunDirError: no run or no checkpoint there, or the specs do not match.
-    """
-    from simfish_rl.simfish_r2d2_learner import TrainingState, load_training_state
-    from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
-    from simfish_rl.training import RunDir, RunDirError, make_env
-
-    run = RunDir(Path(directory))
-    if not run.path.is_dir():
-        raise RunDirError(f"{run.path}: no such run directory")
-    trained_env_config, trained_actions, training, _ = run.load()
-    record = run.progress()
-    if record is None:
-        raise RunDirError(f"{run.path}: the run has no checkpoint yet (train it first)")
-    trained_spec = environment_spec_from_env(make_env(trained_env_config, trained_actions))
-    spec = environment_spec_from_env(env)
-    for what, mine, theirs in (
-        ("visual observation", spec.observations.observation[0].shape,
-         trained_spec.observations.observation[0].shape),
-        ("internal state", spec.observations.observation[1].shape,
-         trained_spec.observations.observation[1].shape),
-        ("number of actions", spec.actions.num_values, trained_spec.actions.num_values),
-    ):
-        if mine != theirs:
-            raise RunDirError(
-                f"{run.path}: the trained network takes a {what} of {theirs}, but this "
-                f"environment gives {mine}; evaluate with a config whose eyes and actions "
-                "match the training run"
-            )
-    networks = make_r2d2_networks(trained_spec)
-    params = networks.init(jax.random.PRNGKey(0))
-    import optax
-
-    like = TrainingState(
-        params=params,
-        target_params=params,
-        opt_state=optax.adam(training.learning_rate, eps=training.adam_eps).init(params),
-        steps=jnp.zeros((), jnp.int32),
-        random_key=jnp.zeros((2,), jnp.uint32),
-    )
-    path = run.checkpoints / record["learner_file"]
-    try:
-        state = load_training_state(path, like)
-    except ValueError as err:
-        raise RunDirError(str(err)) from None
-    return networks, state.params, record
-
-
 def eval_agent(
     experiment: Any,
     directory: str | os.PathLike,
@@ -423,11 +340,15 @@ def eval_agent(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = False,
     sediment: str = "image",
+    num_parallel: int = 1,
 ) -> list[dict[str, Any]]:
     """Plays ``num_episodes`` with the latest checkpoint of a run and logs them to HDF5.
 
     Each episode becomes ``<directory>/logs/<log_subdir>/logs_<k>.hdf5``
-    (numbering continues after existing files).
+    (numbering continues after existing files). Episodes are played
+    ``num_parallel`` at a time in vectorised worlds
+    (``simfish_rl.parallel_eval.ParallelEvaluator``); episode ``i`` of a given
+    ``seed`` gives the same datasets whatever ``num_parallel``.
 
     Args:
       experiment: the environment to evaluate in: a ``SimFishConfig``, a preset
@@ -442,6 +363,7 @@ def eval_agent(
       progress: show a progress bar over episodes.
       sediment: "image" (default) logs the episode's sediment texture as an
         image (1, height, width) plus its record; "record" only the record.
+      num_parallel: E, episodes played at once (1: one world at a time).
 
     Returns:
       The episode summaries (as written to the files), each with
@@ -451,11 +373,14 @@ def eval_agent(
 
     from simfish.config import load_config
     from simfish.wrappers.base_environment import BaseEnvironment
+    from simfish_rl.checkpoint import RunDir, RunDirError
     from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
-    from simfish_rl.training import RunDir, RunDirError
+    from simfish_rl.parallel_eval import ParallelEvaluator
 
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    if num_parallel < 1:
+        raise ValueError(f"num_parallel must be >= 1, got {num_parallel}")
     run = RunDir(Path(directory))
     if not run.path.is_dir():
         raise RunDirError(f"{run.path}: no such run directory")
@@ -465,20 +390,18 @@ def eval_agent(
     env = BaseEnvironment(env_config, trained_actions, seed=seed)
     networks, params, record = load_policy(run.path, env)
     eps = training.evaluation_epsilon if epsilon is None else epsilon
-    actor = RecurrentQActor(
-        networks.apply, networks.initial_state, params, jax.random.PRNGKey(seed), epsilon=eps
-    )
+    evaluator = ParallelEvaluator(env, networks.apply, networks.initial_state, params, eps,
+                                  num_worlds=min(num_parallel, num_episodes))
     logger = HDF5Logger(str(run.path), label=log_subdir, add_uid=False, wait_min=0,
                         sediment=sediment)
-    loop = StateEnvLoop(env, actor, logger=logger, should_update=False,
-                        label=log_subdir, observers=[EnvInfoKeep(sediment=sediment)])
     actor_steps = np.int64(record["env_steps"])
-    _LOG.info("evaluating %s (checkpoint at %d env steps) in %s for %d episodes",
-              run.path, record["env_steps"], env_config.source, num_episodes)
+    _LOG.info("evaluating %s (checkpoint at %d env steps) in %s for %d episodes, %d at a time",
+              run.path, record["env_steps"], env_config.source, num_episodes, num_parallel)
     summaries = []
     try:
-        for _ in tqdm(range(num_episodes), desc="evaluate", unit="episode", disable=not progress):
-            summary = loop.run_episode()
+        episodes = evaluator.run(num_episodes, seed, observers=[EnvInfoKeep(sediment=sediment)])
+        for summary in tqdm(episodes, total=num_episodes, desc="evaluate", unit="episode",
+                            disable=not progress):
             summary["actor_steps"] = actor_steps
             logger.write(summary)
             summaries.append(summary)

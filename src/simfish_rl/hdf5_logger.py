@@ -49,6 +49,7 @@ from simfish.io.logs import (  # one naming for writer and reader
     LOG_FILE_SUFFIX,
     episode_file_name,
 )
+from simfish.wrappers.metrics import REWARD_TERM_NAMES, SIMPLE_METRIC_NAMES, to_host_metric
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ __all__ = [
     "Logger",
     "SimpleEnvInfoKeep",
     "existing_log_indices",
-    "flatten_env_variables",
+    "flat_env_variables",
     "nan_pad_rows",
     "sediment_dataset",
 ]
@@ -101,16 +102,10 @@ FLOAT_INFO_KEYS = ("fish_x", "fish_y", "fish_angle", "predator_x", "predator_y",
 STEP_KEYS = ("action", "reward", "vis_observation", "internal_state", "actor_state")
 """Per-step keys `EnvInfoKeep` adds itself; `get_info()` must not return them."""
 
-REWARD_TERM_KEYS = (
-    "energy_associated_reward",
-    "consumption_associated_reward",
-    "salt_associated_reward",
-    "predator_associated_reward",
-    "wall_associated_reward",
-)
+REWARD_TERM_KEYS = REWARD_TERM_NAMES
 """Per-episode reward totals read from the environment by `SimpleEnvInfoKeep`."""
 
-PREDATOR_COUNT_KEYS = ("total_attacks_avoided", "total_attacks_captured")
+PREDATOR_COUNT_KEYS = tuple(name for name in SIMPLE_METRIC_NAMES if name not in REWARD_TERM_NAMES)
 """Per-episode predator counts read from the environment by `SimpleEnvInfoKeep`."""
 
 ENV_VARIABLES_KEY = "env_variables"
@@ -221,15 +216,15 @@ def nan_pad_rows(rows: Sequence[Any], key: str = "value") -> np.ndarray:
     return out
 
 
-def flatten_env_variables(env_variables: Any) -> dict[str, Any]:
-    """Returns the users' flat `section_key` dict from a config or a (nested) mapping.
+def flat_env_variables(env_variables: Any) -> dict[str, Any]:
+    """Returns the users' flat `section_key` dict of a config or of a flat mapping.
 
     Args:
-      env_variables: an object with `to_flat_dict()` (the typed `SimFishConfig`),
-        a flat mapping, or a mapping of sections (nested keys are joined with `_`).
+      env_variables: an object with `to_flat_dict()` (`SimFishConfig`, whose
+        flattening is the only one), or an already flat mapping of names to values.
 
     Raises:
-      TypeError: anything else.
+      TypeError: anything else, a non-string key, or a nested section.
     """
     if hasattr(env_variables, "to_flat_dict"):
         flat = env_variables.to_flat_dict()
@@ -240,16 +235,15 @@ def flatten_env_variables(env_variables: Any) -> dict[str, Any]:
             "env_variables must be a config with to_flat_dict() or a mapping, "
             f"got {type(env_variables).__name__}"
         )
-    out: dict[str, Any] = {}
     for name, value in flat.items():
         if not isinstance(name, str):
             raise TypeError(f"env_variables: key {name!r} is not a string")
         if isinstance(value, Mapping):
-            for sub_name, sub_value in flatten_env_variables(value).items():
-                out[f"{name}_{sub_name}"] = sub_value
-        else:
-            out[name] = value
-    return out
+            raise TypeError(
+                f"env_variables[{name!r}] is a nested section; pass a SimFishConfig "
+                "(its to_flat_dict() names keys section_key) or a flat dict"
+            )
+    return dict(flat)
 
 
 def _normalise_dtype(key: str, arr: np.ndarray) -> np.ndarray:
@@ -548,7 +542,7 @@ class EnvInfoKeep(EnvLoopObserver):
             start["salt_location"] = np.array(salt, dtype=np.float64).reshape(1, -1)
         env_variables = getattr(env, "env_variables", None)
         if env_variables is not None:
-            start[ENV_VARIABLES_KEY] = dict(flatten_env_variables(env_variables))
+            start[ENV_VARIABLES_KEY] = dict(flat_env_variables(env_variables))
         return start
 
 
@@ -609,14 +603,13 @@ class SimpleEnvInfoKeep(EnvLoopObserver):
     def _read(env: dm_env.Environment) -> dict[str, float | int]:
         """Reads the totals from the environment's attributes."""
         metrics: dict[str, float | int] = {}
-        for name in REWARD_TERM_KEYS + PREDATOR_COUNT_KEYS:
+        for name in SIMPLE_METRIC_NAMES:
             if not hasattr(env, name):
                 raise AttributeError(
                     f"SimpleEnvInfoKeep: {type(env).__name__} has no attribute {name!r} "
                     "(BaseEnvironment provides it)"
                 )
-            value = np.asarray(_read_env_attribute(env, name))
-            metrics[name] = int(value) if name in PREDATOR_COUNT_KEYS else float(value)
+            metrics[name] = to_host_metric(name, np.asarray(_read_env_attribute(env, name)))
         return metrics
 
 
@@ -689,7 +682,7 @@ def _prepare(data: Mapping[str, Any], where: str) -> dict[str, Any]:
             _LOG.debug("%s is None; not written", path)
             continue
         if name == ENV_VARIABLES_KEY and where == "HDF5Logger.write":
-            flat = flatten_env_variables(value)
+            flat = flat_env_variables(value)
             # Unset options (None) are absent, so `"prey_stim_file" in attrs` means "set".
             record[name] = _AttributeGroup(
                 {

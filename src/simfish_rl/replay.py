@@ -356,13 +356,31 @@ class SequenceReplay:
             yield self.sample(batch_size)
 
 
-def example_step(num_positions: int = 139, num_channels: int = 3, internal_size: int = 3,
-                 core_size: int = 64) -> Step:
-    """A zero ``Step`` for one world with SimFish's shapes (for ``init``)."""
+def example_step(num_positions: int | None = None, num_channels: int | None = None,
+                 internal_size: int | None = None, core_size: int | None = None) -> Step:
+    """A zero ``Step`` for one world (for ``init``); shapes left None are the default world's."""
+    from simfish_rl.simfish_r2d2_network import make_environment_spec
+
+    spec = make_environment_spec(num_positions, num_channels, internal_size, num_actions=1)
+    return example_step_from_spec(spec, core_size)
+
+
+def example_step_from_spec(env_spec: Any, core_size: int | None = None) -> Step:
+    """A zero ``Step`` for one world shaped by an ``EnvironmentSpec``.
+
+    Args:
+      env_spec: ``simfish_rl.simfish_r2d2_network.EnvironmentSpec`` (visual
+        ``[P, C, 2]``, internal ``[I]``).
+      core_size: LSTM width (default: the network's ``LSTM_SIZE``).
+    """
     import haiku as hk  # local: only the LSTMState type
 
-    visual = np.zeros((num_positions, num_channels, 2), np.float32)
-    internal = np.zeros((internal_size,), np.float32)
+    from simfish_rl.simfish_r2d2_network import LSTM_SIZE
+
+    core_size = LSTM_SIZE if core_size is None else core_size
+    visual_spec, internal_spec = env_spec.observations.observation
+    visual = np.zeros(visual_spec.shape, np.float32)
+    internal = np.zeros(internal_spec.shape, np.float32)
     return Step(
         observation=OAR((visual, internal), np.int32(0), np.float32(0)),
         action=np.int32(0),
@@ -374,4 +392,11 @@ def example_step(num_positions: int = 139, num_channels: int = 3, internal_size:
     )
 
 
-__all__ = ["ReplayState", "SequenceReplay", "SequenceReplayBuffer", "as_step", "example_step"]
+__all__ = [
+    "ReplayState",
+    "SequenceReplay",
+    "SequenceReplayBuffer",
+    "as_step",
+    "example_step",
+    "example_step_from_spec",
+]

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,6 +46,7 @@ import rlax
 
 from simfish.io.atomic import atomic_path
 from simfish.world.types import OAR
+from simfish_rl.counting import Counter
 from simfish_rl.simfish_r2d2_network import R2D2Networks
 from simfish_rl.types import ReplaySample, SampleInfo
 
@@ -217,6 +219,10 @@ def r2d2_loss(
     Returns:
       ``(mean_loss, (priorities [B], metrics))``.
     """
+    chex.assert_rank([batch.data.action, batch.data.reward, batch.data.discount,
+                      batch.info.probability], [2, 2, 2, 1])
+    chex.assert_type([batch.data.action, batch.data.reward, batch.data.discount],
+                     [int, float, float])
     data = jax.tree.map(_time_major, batch.data._replace(core_state=None))  # [L, B, ...]
     core_state = batch.data.core_state
     batch_size = data.action.shape[1]
@@ -390,26 +396,6 @@ def load_training_state(path: str | os.PathLike, like: TrainingState) -> Trainin
 # ---------------------------------------------------------------------------
 # Learner
 # ---------------------------------------------------------------------------
-
-
-class Counter:
-    """A small thread-safe counter (acme ``Counter`` style): ``increment(**n)``."""
-
-    def __init__(self):
-        self._counts: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def increment(self, **counts: float) -> dict[str, float]:
-        """Adds ``counts`` and returns all counts."""
-        with self._lock:
-            for k, v in counts.items():
-                self._counts[k] = self._counts.get(k, 0) + v
-            return dict(self._counts)
-
-    def get_counts(self) -> dict[str, float]:
-        """Returns a copy of all counts."""
-        with self._lock:
-            return dict(self._counts)
 
 
 class _Prefetcher:

@@ -40,6 +40,7 @@ in the module path; shapes and initialisers are identical.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -52,12 +53,10 @@ from dm_env import specs
 
 from simfish.world.types import OAR
 
-# Observation layout of SimFish (SPEC 5.3); used for the default spec.
-NUM_POSITIONS = 139
-NUM_CHANNELS = 3
+# Binocular input (left, right) and the LSTM width of the users' network. The
+# other shapes (positions, channels, internal state, actions) come from the
+# environment's specs: ``default_environment_spec()`` for the default world.
 NUM_EYES = 2
-INTERNAL_SIZE = 3
-NUM_ACTIONS = 21
 LSTM_SIZE = 64
 # Eye images per retina chunk (see retina): 512 measured best on this CPU.
 RETINA_CHUNK_SIZE = 512
@@ -85,24 +84,45 @@ class EnvironmentSpec(NamedTuple):
     discounts: specs.BoundedArray
 
 
+@functools.cache
+def default_environment_spec() -> EnvironmentSpec:
+    """The spec of the default world (``normal`` preset, default actions), from its env.
+
+    Traced abstractly once per process (about a second), nothing is simulated.
+    """
+    from simfish.config import load_config
+    from simfish.io.actions import Actions
+    from simfish.world.env import SimFishEnv
+
+    return environment_spec_from_env(SimFishEnv(load_config("normal"), Actions.default()))
+
+
 def make_environment_spec(
-    num_positions: int = NUM_POSITIONS,
-    num_channels: int = NUM_CHANNELS,
-    internal_size: int = INTERNAL_SIZE,
-    num_actions: int = NUM_ACTIONS,
+    num_positions: int | None = None,
+    num_channels: int | None = None,
+    internal_size: int | None = None,
+    num_actions: int | None = None,
 ) -> EnvironmentSpec:
     """Builds the spec of a SimFish environment from explicit shapes.
 
     Args:
-      num_positions: photoreceptor positions per eye (139 by default).
-      num_channels: visual channels (3: UV, red at two elevations).
-      internal_size: size of the internal state (3).
-      num_actions: number of discrete actions (21).
+      num_positions: photoreceptor positions per eye.
+      num_channels: visual channels (UV, red at two elevations).
+      internal_size: size of the internal state.
+      num_actions: number of discrete actions.
+      Each one left None is that of ``default_environment_spec()``.
 
     Returns:
       An ``EnvironmentSpec``; visual is float32 ``[P, C, 2]``, internal
       float32 ``[I]``.
     """
+    if None in (num_positions, num_channels, internal_size, num_actions):
+        default = default_environment_spec()
+        visual, internal = default.observations.observation
+        num_positions = visual.shape[0] if num_positions is None else num_positions
+        num_channels = visual.shape[1] if num_channels is None else num_channels
+        internal_size = internal.shape[0] if internal_size is None else internal_size
+        num_actions = default.actions.num_values if num_actions is None else num_actions
     visual = specs.BoundedArray(
         (num_positions, num_channels, NUM_EYES), np.float32, 0.0, 255.0, name="visual"
     )
@@ -613,6 +633,7 @@ __all__ = [
     "R2D2SimfishNetwork",
     "count_parameters",
     "environment_spec_from_env",
+    "default_environment_spec",
     "make_environment_spec",
     "make_r2d2_networks",
     "retina",

@@ -27,11 +27,8 @@ A run directory records everything needed to reproduce and resume the run::
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
 import logging
 import os
-import platform
 import threading
 import time
 from collections import deque
@@ -41,147 +38,31 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
-from simfish.config import SimFishConfig, load_config
-from simfish.errors import SimFishError
+from simfish.config import SimFishConfig
 from simfish.io.actions import Actions
-from simfish.io.atomic import atomic_write_text
-from simfish.wrappers.vector_env import episode_stats
-from simfish_rl.actor import BatchedActor, apex_epsilons
-from simfish_rl.config import TrainingConfig
-from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer
-from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
-from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
+from simfish.wrappers.metrics import EPISODE_METRIC_NAMES
+from simfish_rl.builder import Agent, R2D2Builder, make_agent, make_env
+from simfish_rl.checkpoint import (
+    CHECKPOINT_DIR,
+    PROGRESS_FILE,
+    TRAINING_CONFIG_FILE,
+    NonFiniteError,
+    RunDir,
+    RunDirError,
+    restore_learner,
+)
+from simfish_rl.config import NON_LEARNING_OPTIONS, TrainingConfig
 
 log = logging.getLogger(__name__)
 
-ENV_CONFIG_FILE = "env_config.yaml"
-ACTIONS_FILE = "actions.h5"
-TRAINING_CONFIG_FILE = "training_config.json"
-META_FILE = "meta.json"
-CHECKPOINT_DIR = "checkpoints"
-PROGRESS_FILE = "progress.json"
-EPISODE_FIELDS = (
-    "env_steps",
-    "world",
-    "epsilon",
-    "episode_length",
-    "episode_return",
-    "prey_caught",
-    "energy_associated_reward",
-    "consumption_associated_reward",
-    "salt_associated_reward",
-    "predator_associated_reward",
-    "wall_associated_reward",
-    "total_attacks_avoided",
-    "total_attacks_captured",
-    "wall_touches",
-)
+EPISODE_FIELDS = ("env_steps", "world", "epsilon", *EPISODE_METRIC_NAMES)
+"""Columns of ``episodes.csv``: when and where, then ``simfish.wrappers.metrics``."""
 
 
 #: With ``overlap``, how many learner steps acting may run ahead of learning.
 MAX_LEARNER_LAG = 2
-
-
-class RunDirError(SimFishError):
-    """A run directory is missing, incomplete or does not match the request."""
-
-
-def make_env(config: SimFishConfig, actions: Actions):
-    """The SimFish environment with vision, as the agent sees it."""
-    from simfish.world.env import SimFishEnv
-
-    return SimFishEnv(config, actions, vision=True)
-
-
-# ---------------------------------------------------------------------------
-# Run directory.
-
-
-@dataclasses.dataclass(frozen=True)
-class RunDir:
-    """Paths and records of a training run directory."""
-
-    path: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        """Folder of learner checkpoints."""
-        return self.path / CHECKPOINT_DIR
-
-    def exists(self) -> bool:
-        """The directory holds a started run (its recorded config)."""
-        return (self.path / ENV_CONFIG_FILE).is_file()
-
-    def create(self, env_config: SimFishConfig, actions: Actions, training: TrainingConfig,
-               seed: int) -> None:
-        """Records the resolved configs, actions, versions and seed."""
-        from simfish import __version__
-
-        if self.path.exists() and not self.path.is_dir():
-            raise RunDirError(f"{self.path}: exists and is not a directory")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise RunDirError(f"{self.path}: cannot create run directory ({err.strerror})") from None
-        self.checkpoints.mkdir(exist_ok=True)
-        atomic_write_text(self.path / ENV_CONFIG_FILE, env_config.to_yaml())
-        actions.to_hdf5(self.path / ACTIONS_FILE)
-        atomic_write_text(self.path / TRAINING_CONFIG_FILE, training.to_json())
-        meta = {
-            "simfish_version": __version__,
-            "jax_version": jax.__version__,
-            "python_version": platform.python_version(),
-            "seed": seed,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "env_config_source": env_config.source,
-        }
-        atomic_write_text(self.path / META_FILE, json.dumps(meta, indent=1))
-
-    def load(self) -> tuple[SimFishConfig, Actions, TrainingConfig, dict]:
-        """Reads back what :meth:`create` recorded."""
-        if not self.exists():
-            raise RunDirError(f"{self.path}: not a SimFish run directory (no {ENV_CONFIG_FILE})")
-        env_config = load_config(self.path / ENV_CONFIG_FILE)
-        actions = Actions()
-        actions.from_hdf5(self.path / ACTIONS_FILE)
-        training = TrainingConfig.from_json_file(self.path / TRAINING_CONFIG_FILE)
-        meta = json.loads((self.path / META_FILE).read_text())
-        return env_config, actions, training, meta
-
-    def progress(self) -> dict | None:
-        """The latest checkpoint's progress record, or None without checkpoints."""
-        path = self.checkpoints / PROGRESS_FILE
-        if not path.is_file():
-            return None
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RunDirError(f"{path}: unreadable progress record ({err})") from None
-        if not (self.checkpoints / record["learner_file"]).is_file():
-            raise RunDirError(f"{path}: names {record['learner_file']}, which is missing")
-        return record
-
-    def latest_learner_file(self) -> Path:
-        """The learner checkpoint named by the progress record."""
-        record = self.progress()
-        if record is None:
-            raise RunDirError(f"{self.path}: no checkpoint in {self.checkpoints}")
-        return self.checkpoints / record["learner_file"]
-
-    def save_checkpoint(self, learner: SimfishR2D2Learner, record: dict, keep: int = 2) -> Path:
-        """Writes the learner state, then the progress record naming it (both atomic)."""
-        name = f"learner_{learner.steps:09d}.npz"
-        learner.save(self.checkpoints / name)
-        record = dict(record, learner_file=name, saved=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        atomic_write_text(self.checkpoints / PROGRESS_FILE, json.dumps(record, indent=1))
-        old = sorted(self.checkpoints.glob("learner_*.npz"))[:-keep]
-        for path in old:
-            if path.name != name:
-                path.unlink(missing_ok=True)
-        return self.checkpoints / name
 
 
 class _CsvLog:
@@ -209,77 +90,6 @@ def _tensorboard(path: Path):
     except ImportError:
         return None
     return SummaryWriter(str(path))
-
-
-# ---------------------------------------------------------------------------
-# The agent's pieces.
-
-
-@dataclasses.dataclass
-class Agent:
-    """Networks, replay, learner and actor wired together for one run."""
-
-    env: Any
-    networks: Any
-    replay: SequenceReplay
-    learner: SimfishR2D2Learner
-    actor: BatchedActor
-    training: TrainingConfig
-
-
-def make_agent(env_config: SimFishConfig, actions: Actions, training: TrainingConfig,
-               seed: int) -> Agent:
-    """Builds every piece of the agent for ``env_config`` (nothing trained yet)."""
-    from simfish_rl.replay import example_step
-
-    env = make_env(env_config, actions)
-    networks = make_r2d2_networks(environment_spec_from_env(env))
-    key = jax.random.PRNGKey(seed)
-    k_replay, k_learner = jax.random.split(key)
-    period = training.sequence_period
-    per_world = max(training.max_replay_size // training.num_envs, 1)
-    steps_per_world = max(per_world * period, training.sequence_length + period)
-    steps_per_world = -(-steps_per_world // period) * period
-    buffer = SequenceReplayBuffer(
-        num_worlds=training.num_envs,
-        steps_per_world=steps_per_world,
-        sequence_length=training.sequence_length,
-        sequence_period=period,
-        priority_exponent=training.priority_exponent,
-        min_size=training.min_replay_size,
-    )
-    visual_spec, internal_spec = env.observation_spec().observation
-    replay = SequenceReplay(
-        buffer,
-        example_step(visual_spec.shape[0], visual_spec.shape[1], internal_spec.shape[0]),
-        k_replay,
-    )
-    learner = SimfishR2D2Learner(
-        networks=networks,
-        batch_size=training.batch_size,
-        random_key=k_learner,
-        burn_in_length=training.burn_in_length,
-        discount=training.discount,
-        importance_sampling_exponent=training.importance_sampling_exponent,
-        max_priority_weight=training.max_priority_weight,
-        target_update_period=training.target_update_period,
-        iterator=replay.iterator(training.batch_size),
-        optimizer=optax.adam(training.learning_rate, eps=training.adam_eps),
-        actions_mirror=actions.get_opposing_dict(),
-        bootstrap_n=training.bootstrap_n,
-        clip_rewards=training.clip_rewards,
-        max_abs_reward=training.max_abs_reward,
-        prefetch_size=0,
-        replay_client=replay,
-    )
-    actor = BatchedActor(
-        env,
-        apply_fn=networks.apply,
-        initial_state_fn=networks.initial_state,
-        epsilons=apex_epsilons(training.num_envs, training.epsilon_base, training.epsilon_alpha),
-        episode_stats_fn=episode_stats,
-    )
-    return Agent(env, networks, replay, learner, actor, training)
 
 
 # ---------------------------------------------------------------------------
@@ -325,15 +135,16 @@ def train(
     if run.exists():
         rec_env, rec_actions, rec_training, meta = run.load()
         if env_config is not None and env_config.to_dict() != rec_env.to_dict():
+            recorded, new = rec_env.to_flat_dict(), env_config.to_flat_dict()
+            changed = [k for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)]
+            key = changed[0] if changed else "?"
             raise RunDirError(
-                f"{run.path}: holds a run with a different environment config; "
+                f"{run.path}: holds a run with a different environment config ('{key}': "
+                f"recorded {recorded.get(key)!r}, new {new.get(key)!r}); "
                 "use a new --run-dir or omit --config to resume"
             )
-        if training is not None and training != rec_training:
-            raise RunDirError(
-                f"{run.path}: holds a run with different training options "
-                f"(recorded in {TRAINING_CONFIG_FILE}); use a new --run-dir"
-            )
+        if training is not None:
+            rec_training = resume_training_config(run, rec_training, training)
         env_config, actions, training, seed = rec_env, rec_actions, rec_training, meta["seed"]
         record = run.progress()
         if record is not None:
@@ -348,7 +159,7 @@ def train(
     agent = make_agent(env_config, actions, training, seed)
     counts = {"env_steps": 0, "learner_steps": 0, "episodes": 0, "actor_steps": 0}
     if resumed_from is not None:
-        agent.learner.restore(run.checkpoints / resumed_from["learner_file"])
+        restore_learner(agent.learner, run.checkpoints / resumed_from["learner_file"])
         counts.update({k: int(resumed_from[k]) for k in counts})
         log.info(
             "resuming %s from its checkpoint at %d env steps (%d learner steps)",
@@ -356,6 +167,51 @@ def train(
         )
     loop = _TrainingLoop(agent, run, counts, seed, progress=progress, overlap=overlap)
     return loop.run(num_steps, max_seconds=max_seconds, resumed=resumed_from is not None)
+
+
+def resume_training_config(run: RunDir, recorded: TrainingConfig,
+                           requested: TrainingConfig) -> TrainingConfig:
+    """The options a resumed run continues with.
+
+    Options that do not change learning (``NON_LEARNING_OPTIONS``: checkpoint
+    and log intervals) take their requested values, which are recorded; any
+    other difference is refused.
+
+    Raises:
+      RunDirError: a requested option that changes learning differs from the
+        recorded one (one line naming each key, its recorded and new value).
+    """
+    changed = recorded.differences(requested)
+    learning = {k: v for k, v in changed.items() if k not in NON_LEARNING_OPTIONS}
+    if learning:
+        details = "; ".join(f"'{k}': recorded {old!r}, new {new!r}"
+                            for k, (old, new) in learning.items())
+        raise RunDirError(
+            f"{run.path}: resuming with training options that change learning ({details}); "
+            "resume without them or use a new --run-dir"
+        )
+    if changed:
+        resumed = recorded.replace({k: new for k, (_, new) in changed.items()})
+        run.record_training(resumed)
+        log.info("resuming with changed %s", ", ".join(
+            f"{k} {old} -> {new}" for k, (old, new) in changed.items()))
+        return resumed
+    return recorded
+
+
+LOSS_KEYS = ("loss", "mirrored_loss")
+"""Learner metrics that must stay finite (regular and mirrored SGD step)."""
+
+
+def check_finite_losses(metrics: dict, learner_step: int) -> None:
+    """Raises ``NonFiniteError`` naming the learner step if a loss is NaN or inf."""
+    bad = {k: metrics[k] for k in LOSS_KEYS if k in metrics and not np.isfinite(metrics[k])}
+    if bad:
+        values = ", ".join(f"{k} = {v}" for k, v in bad.items())
+        raise NonFiniteError(
+            f"learner step {learner_step}: non-finite {values}; training stopped, the last "
+            "good checkpoint is kept"
+        )
 
 
 class _TrainingLoop:
@@ -402,8 +258,10 @@ class _TrainingLoop:
     def _learn(self, n: int) -> None:
         for _ in range(n):
             with self._lock:
-                self.metrics = self.agent.learner.step()
+                metrics = self.agent.learner.step()
                 self.counts["learner_steps"] += 1
+                check_finite_losses(metrics, self.counts["learner_steps"])
+                self.metrics = metrics
 
     def _actor_params(self):
         with self._lock:
@@ -460,6 +318,8 @@ class _TrainingLoop:
         steps_per_chunk = cfg.sequence_period * cfg.num_envs
         start = time.time()
         last_ckpt = last_log = start
+        # A new run checkpoints as soon as it has learned, then on the interval.
+        first_checkpoint_due = self.run_dir.progress() is None
         env_at_log, learn_at_log = self.counts["env_steps"], self.counts["learner_steps"]
         interrupted = False
         learner = None
@@ -510,25 +370,24 @@ class _TrainingLoop:
                     )
                     last_log, env_at_log, learn_at_log = (
                         now, self.counts["env_steps"], self.counts["learner_steps"])
-                if now - last_ckpt >= cfg.checkpoint_every_minutes * 60:
+                learned = self.counts["learner_steps"] > self.learned_at_start
+                if (first_checkpoint_due and learned) or (
+                        now - last_ckpt >= cfg.checkpoint_every_minutes * 60):
                     self._checkpoint()
-                    last_ckpt = now
+                    last_ckpt, first_checkpoint_due = now, False
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: saving a checkpoint before exiting")
-        finally:
-            self._stop.set()
-            if learner is not None:
-                learner.join()
-            bar.close()
-        self._checkpoint()
-        elapsed = time.time() - start
-        self.episodes_csv.close()
-        self.metrics_csv.close()
-        if self.tb is not None:
-            self.tb.close()
+        except BaseException:
+            # A diverged learner (NonFiniteError) or another failure: no final
+            # checkpoint, the last good one stays the latest.
+            self._close(learner, bar)
+            raise
+        self._close(learner, bar)
         if self._error is not None:
             raise self._error
+        self._checkpoint()
+        elapsed = time.time() - start
         return {
             **self.counts,
             "seconds": elapsed,
@@ -539,6 +398,17 @@ class _TrainingLoop:
                 float(np.mean(self.recent_prey)) if self.recent_prey else float("nan")),
             "run_dir": str(self.run_dir.path),
         }
+
+    def _close(self, learner: threading.Thread | None, bar) -> None:
+        """Stops the learner thread and closes the progress bar and log files."""
+        self._stop.set()
+        if learner is not None:
+            learner.join()
+        bar.close()
+        self.episodes_csv.close()
+        self.metrics_csv.close()
+        if self.tb is not None:
+            self.tb.close()
 
     def _log_row(self, now, last_log, env_at_log, learn_at_log) -> dict:
         dt = max(now - last_log, 1e-9)
@@ -560,3 +430,20 @@ class _TrainingLoop:
                 if name != "time":
                     self.tb.add_scalar(f"train/{name}", value, self.counts["env_steps"])
         return row
+
+
+# Names importable from here as before the split into builder / checkpoint modules.
+__all__ = [
+    "CHECKPOINT_DIR",
+    "EPISODE_FIELDS",
+    "PROGRESS_FILE",
+    "TRAINING_CONFIG_FILE",
+    "Agent",
+    "NonFiniteError",
+    "R2D2Builder",
+    "RunDir",
+    "RunDirError",
+    "make_agent",
+    "make_env",
+    "train",
+]

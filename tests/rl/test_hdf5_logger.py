@@ -632,17 +632,19 @@ def test_env_info_keep_snapshots_buffers_the_env_reuses():
     np.testing.assert_array_equal(metrics["fish_x"], [[0.0], [1.0], [2.0], [3.0]])
 
 
-def test_flatten_env_variables_joins_sections():
-    from simfish_rl.hdf5_logger import flatten_env_variables
+def test_env_variables_are_flattened_by_the_config_only():
+    from simfish.config import load_config
+    from simfish_rl.hdf5_logger import flat_env_variables
 
-    nested = {"arena": {"width": 1500, "height": 1000}, "max_sim_steps_per_episode": 10}
-    assert flatten_env_variables(nested) == {
-        "arena_width": 1500,
-        "arena_height": 1000,
-        "max_sim_steps_per_episode": 10,
-    }
+    config = load_config("normal")
+    flat = flat_env_variables(config)
+    assert flat == config.to_flat_dict()
+    assert flat["arena_width"] == config.arena.width
+    assert flat_env_variables({"prey_num": 3}) == {"prey_num": 3}
     with pytest.raises(TypeError, match="key 3 is not a string"):
-        flatten_env_variables({3: 1})
+        flat_env_variables({3: 1})
+    with pytest.raises(TypeError, match=r"env_variables\['arena'\] is a nested section"):
+        flat_env_variables({"arena": {"width": 1500}})
 
 
 # --------------------------------------------------------------------------

@@ -245,3 +245,88 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, tiny_env_config, 
     progress = json.loads((tmp_path / "run" / "checkpoints" / "progress.json").read_text())
     assert progress["env_steps"] == summary["env_steps"] < 10**6
     assert (tmp_path / "run" / "checkpoints" / progress["learner_file"]).is_file()
+
+
+def test_resume_takes_new_intervals_and_names_a_refused_option(trained_run, capsys):
+    run_dir, _ = trained_run
+    before = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+    rc = main(["train", "--run-dir", str(run_dir), "--steps", str(before["env_steps"] + 20),
+               "-q", "--train", "checkpoint_every_minutes=7", "--train", "log_every_seconds=3",
+               "--max-minutes", "30"])
+    assert rc == 0
+    recorded = json.loads((run_dir / "training_config.json").read_text())
+    assert recorded["checkpoint_every_minutes"] == 7.0 and recorded["log_every_seconds"] == 3.0
+    assert recorded["batch_size"] == TINY_TRAINING["batch_size"]  # the rest as recorded
+    after = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+    assert after["env_steps"] == before["env_steps"] + 20
+    capsys.readouterr()
+    assert main(["train", "--run-dir", str(run_dir), "--steps", "10", "-q",
+                 "--train", "batch_size=8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'batch_size': recorded 4, new 8" in err[0], err
+    training = TrainingConfig.from_json_file(run_dir / "training_config.json")
+    with pytest.raises(RunDirError, match=r"'learning_rate': recorded 0.0001, new 0.001"):
+        train(run_dir, training=training.replace({"learning_rate": 1e-3}), num_steps=10)
+    with pytest.raises(RunDirError, match=r"'prey_num': recorded 20, new 5"):
+        train(run_dir, load_config("normal", {**TINY_ENV, "prey.num": 5}), num_steps=10)
+
+
+def test_a_non_finite_learner_is_never_checkpointed(trained_run):
+    from simfish_rl.checkpoint import NonFiniteError
+    from simfish_rl.simfish_r2d2_learner import TrainingState
+
+    run = RunDir(trained_run[0])
+    before = run.progress()
+    nan = np.full((2,), np.nan, np.float32)
+
+    class Diverged:
+        steps = 10**6
+
+        def save(self, path=None):
+            assert path is None, "a non-finite state must not be written"
+            return TrainingState(params={"w": nan}, target_params={"w": nan}, opt_state=(),
+                                 steps=np.int32(10**6), random_key=np.zeros(2, np.uint32))
+
+    with pytest.raises(NonFiniteError, match=r"learner step 77: non-finite values in \.params"):
+        run.save_checkpoint(Diverged(), {"learner_steps": 77})
+    assert run.progress() == before
+
+
+def test_first_checkpoint_comes_with_learning_and_nan_stops_the_run(
+        tmp_path, tiny_env_config, tiny_training, monkeypatch):
+    from simfish_rl.checkpoint import NonFiniteError
+    from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
+
+    original = SimfishR2D2Learner.step
+    run_dir = tmp_path / "run"
+    calls = {"n": 0, "checkpointed_at": None, "diverged_at": None}
+
+    def step_then_diverge(self):
+        results = original(self)
+        calls["n"] += 1
+        if calls["checkpointed_at"] is None and (run_dir / "checkpoints" / "progress.json").exists():
+            calls["checkpointed_at"] = calls["n"] - 1
+        if calls["checkpointed_at"] is not None and calls["n"] == calls["checkpointed_at"] + 2:
+            # The second learner step after the first checkpoint blows up.
+            calls["diverged_at"] = calls["n"]
+            self._state = self._state._replace(
+                params=jax.tree.map(lambda x: x * np.nan, self._state.params))
+            results["loss"] = float("nan")
+        return results
+
+    monkeypatch.setattr(SimfishR2D2Learner, "step", step_then_diverge)
+    training = tiny_training.replace({"checkpoint_every_minutes": 60.0})
+    with pytest.raises(NonFiniteError) as err:
+        train(run_dir, tiny_env_config, training, num_steps=10**6, progress=False,
+              overlap=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"learner step {calls['diverged_at']}: non-finite loss = nan")
+    # The first checkpoint came with the first learning (not after the
+    # 60-minute interval), and the NaN state never replaced it.
+    progress = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
+    assert progress["learner_steps"] == calls["checkpointed_at"] >= 1
+    with np.load(run_dir / "checkpoints" / progress["learner_file"]) as f:
+        floats = [f[k] for k in f.files if f[k].dtype.kind == "f"]
+    assert floats and all(np.isfinite(a).all() for a in floats)
+    assert len(list((run_dir / "checkpoints").glob("learner_*.npz"))) == 1

@@ -82,8 +82,12 @@ def _train(args: argparse.Namespace) -> int:
     options = dict(parse_override(text) for text in (args.train or []))
     if args.num_envs is not None:
         options["num_envs"] = args.num_envs
-    fresh = options or args.profile or not run.exists()
-    training = training_profile(args.profile or "users", options) if fresh else None
+    if run.exists() and not args.profile:
+        # Resuming: --train options change the recorded ones (only those that do
+        # not change learning are accepted; train() says which are refused).
+        training = run.load()[2].replace(options) if options else None
+    else:
+        training = training_profile(args.profile or "users", options)
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
     summary = train(
@@ -119,6 +123,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         overrides=_overrides(args),
         progress=not args.quiet,
         sediment=args.sediment,
+        num_parallel=args.parallel,
     )
     returns = [s["episode_return"] for s in summaries]
     lengths = [s["episode_length"] for s in summaries]
@@ -273,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override an environment config value")
     p.add_argument("--episodes", type=_positive_int, default=10, help="episodes to play")
+    p.add_argument("--parallel", type=_positive_int, default=1, metavar="E",
+                   help="episodes played at once in vectorised worlds (same files as 1)")
     p.add_argument("--label", default="eval_model",
                    help="log sub-folder: files go to DIR/logs/LABEL/logs_<k>.hdf5")
     p.add_argument("--seed", type=int, default=0)

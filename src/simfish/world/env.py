@@ -135,7 +135,11 @@ class SimFishEnv:
         return new_state, timestep
 
     def info(self, state: EnvState) -> dict[str, jax.Array]:
-        """Per-step info: positions (NaN for dead prey / absent predator) and events."""
+        """Per-step info: positions and events.
+
+        Dead prey are NaN; an absent predator is at (0, 0), as in the users'
+        files, and ``predator_present`` says whether one is there.
+        """
         nan = jnp.float32(jnp.nan)
         present = state.predator.present
         return {
@@ -144,8 +148,9 @@ class SimFishEnv:
             "fish_angle": state.fish.angle,
             "prey_x": jnp.where(state.prey.alive, state.prey.x, nan),
             "prey_y": jnp.where(state.prey.alive, state.prey.y, nan),
-            "predator_x": jnp.where(present, state.predator.x, nan),
-            "predator_y": jnp.where(present, state.predator.y, nan),
+            "predator_x": jnp.where(present, state.predator.x, 0.0),
+            "predator_y": jnp.where(present, state.predator.y, 0.0),
+            "predator_present": present,
             "event_consumed_prey": state.last_events.prey_caught,
             "event_survived_predator": state.last_events.attacks_avoided > 0,
             "event_captured_by_predator": state.last_events.attacks_captured > 0,

@@ -4,8 +4,9 @@ It runs the same jitted ``reset``/``step`` as :class:`simfish.SimFishEnv` on a
 single world and returns numpy time steps. Besides the dm_env API it offers
 what the users' scripts read from their environment: ``get_info()`` (each
 value a one-element list so observers can concatenate step after step),
-``env_variables`` (the flat config dict), ``salt_location``, the per-episode
-reward-term totals and attack counts.
+``env_variables`` (the flat config dict), ``salt_location``, and the per-episode
+metrics of ``simfish.wrappers.metrics.ENV_ATTRIBUTE_METRICS`` as attributes
+(reward-term totals, prey and attack counts, wall touches).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from simfish.config import SimFishConfig, from_flat_dict, load_config
 from simfish.io.actions import Actions, as_actions
 from simfish.world.env import SimFishEnv, VisionFn
+from simfish.wrappers.metrics import ENV_ATTRIBUTE_METRICS, EpisodeMetric
 
 logger = logging.getLogger(__name__)
 
@@ -140,24 +142,13 @@ class BaseEnvironment(dm_env.Environment):
         As in the users' files, ``predator_x`` / ``predator_y`` are 0 when no
         predator is present; ``predator_present`` says whether one is.
         """
-        state = self._require_state()
-        info = _to_numpy(self._info_fn(state))
-        present = bool(np.asarray(state.predator.present))
-        info["predator_present"] = np.asarray(present)
-        if not present:
-            info["predator_x"] = np.asarray(0.0)
-            info["predator_y"] = np.asarray(0.0)
-        out: dict[str, list] = {}
-        for name, value in info.items():
-            if name in ("prey_x", "prey_y"):
-                out[name] = [value[~np.isnan(value)].astype(float).tolist()]
-            elif value.dtype == bool:
-                out[name] = [bool(value)]
-            elif np.issubdtype(value.dtype, np.integer):
-                out[name] = [int(value)]
-            else:
-                out[name] = [float(value)]
-        return out
+        return info_lists(_to_numpy(self._info_fn(self._require_state())))
+
+    def set_state(self, state) -> None:
+        """Makes ``state`` (one world's ``EnvState``) the current one, e.g. to read its
+        attributes for a world that was stepped elsewhere (batched evaluation)."""
+        self._state = state
+        self._reset_next = False
 
     @property
     def env_variables(self) -> dict[str, Any]:
@@ -205,50 +196,40 @@ class BaseEnvironment(dm_env.Environment):
         arena = self._require_state().arena
         return np.array([float(arena.salt_x), float(arena.salt_y)])
 
-    def _total(self, name: str) -> float:
-        return float(getattr(self._require_state().totals, name))
 
-    @property
-    def energy_associated_reward(self) -> float:
-        """Episode total of the energy-use reward term."""
-        return self._total("energy")
+def info_lists(info: Mapping[str, np.ndarray]) -> dict[str, list]:
+    """``SimFishEnv.info`` of one world (numpy values) as ``get_info()`` gives it.
 
-    @property
-    def consumption_associated_reward(self) -> float:
-        """Episode total of the consumption reward term."""
-        return self._total("consumption")
+    Each value becomes a one-element list of a Python scalar; ``prey_x`` /
+    ``prey_y`` become a list of the live prey's coordinates.
+    """
+    out: dict[str, list] = {}
+    for name, value in info.items():
+        value = np.asarray(value)
+        if name in ("prey_x", "prey_y"):
+            out[name] = [value[~np.isnan(value)].astype(float).tolist()]
+        elif value.dtype == bool:
+            out[name] = [bool(value)]
+        elif np.issubdtype(value.dtype, np.integer):
+            out[name] = [int(value)]
+        else:
+            out[name] = [float(value)]
+    return out
 
-    @property
-    def salt_associated_reward(self) -> float:
-        """Episode total of the salt reward term."""
-        return self._total("salt")
 
-    @property
-    def predator_associated_reward(self) -> float:
-        """Episode total of the predator reward term (caught + avoided)."""
-        return self._total("predator")
+def _metric_property(metric: EpisodeMetric) -> property:
+    """A read-only attribute giving one episode metric of the current world state."""
 
-    @property
-    def wall_associated_reward(self) -> float:
-        """Episode total of the wall-touch reward term."""
-        return self._total("wall")
+    def getter(self: BaseEnvironment) -> int | float:
+        return metric.kind(metric.read(self._require_state()))
 
-    @property
-    def total_attacks_avoided(self) -> int:
-        """Predator attacks survived in this episode."""
-        return int(self._require_state().counts.attacks_avoided)
+    getter.__name__ = metric.name
+    getter.__doc__ = metric.doc
+    return property(getter)
 
-    @property
-    def total_attacks_captured(self) -> int:
-        """Predator attacks that caught the fish in this episode."""
-        return int(self._require_state().counts.attacks_captured)
 
-    @property
-    def prey_caught(self) -> int:
-        """Prey eaten in this episode."""
-        return int(self._require_state().counts.prey_caught)
-
-    @property
-    def wall_touches(self) -> int:
-        """Steps in which the fish touched a wall in this episode."""
-        return int(self._require_state().counts.wall_touches)
+# energy_associated_reward, ..., total_attacks_avoided, prey_caught, wall_touches:
+# one attribute per entry of the shared metric list.
+for _metric in ENV_ATTRIBUTE_METRICS:
+    setattr(BaseEnvironment, _metric.name, _metric_property(_metric))
+del _metric

@@ -9,7 +9,7 @@ observation is the agent's OAR as a ``Dict`` space::
 An episode that ends by starvation or by eating every prey is ``terminated``;
 one that reaches ``max_sim_steps_per_episode`` is ``truncated`` (its discount
 stays 1 in dm_env terms). ``info`` carries the users' per-step info and the
-episode's reward-term totals.
+episode's reward-term totals (``simfish.wrappers.metrics.REWARD_TERM_NAMES``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from gymnasium import spaces
 from simfish.config import SimFishConfig
 from simfish.io.actions import Actions
 from simfish.wrappers.base_environment import BaseEnvironment
+from simfish.wrappers.metrics import REWARD_TERM_NAMES
 
 
 class SimFishGymEnv(gym.Env):
@@ -71,13 +72,7 @@ class SimFishGymEnv(gym.Env):
             k: None if isinstance(v[0], float) and np.isnan(v[0]) else v[0]
             for k, v in self._env.get_info().items()
         }
-        info.update(
-            energy_associated_reward=self._env.energy_associated_reward,
-            consumption_associated_reward=self._env.consumption_associated_reward,
-            salt_associated_reward=self._env.salt_associated_reward,
-            predator_associated_reward=self._env.predator_associated_reward,
-            wall_associated_reward=self._env.wall_associated_reward,
-        )
+        info.update({name: getattr(self._env, name) for name in REWARD_TERM_NAMES})
         return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -15,6 +15,8 @@ import dm_env
 import jax
 import jax.numpy as jnp
 
+from simfish.wrappers.metrics import episode_metrics
+
 
 def where_worlds(mask: jax.Array, a: Any, b: Any) -> Any:
     """Per-world select of two pytrees with leading axis E."""
@@ -57,18 +59,6 @@ class VectorEnv:
 def episode_stats(state: Any) -> dict[str, jax.Array]:
     """Per-episode totals of one world's state (valid when its episode has ended).
 
-    Keys follow the users' ``SimpleEnvInfoKeep`` metrics.
+    The keys and readers are ``simfish.wrappers.metrics.EPISODE_METRICS``.
     """
-    return {
-        "episode_length": state.step,
-        "episode_return": state.totals.total(),
-        "energy_associated_reward": state.totals.energy,
-        "consumption_associated_reward": state.totals.consumption,
-        "salt_associated_reward": state.totals.salt,
-        "predator_associated_reward": state.totals.predator,
-        "wall_associated_reward": state.totals.wall,
-        "prey_caught": state.counts.prey_caught,
-        "total_attacks_avoided": state.counts.attacks_avoided,
-        "total_attacks_captured": state.counts.attacks_captured,
-        "wall_touches": state.counts.wall_touches,
-    }
+    return episode_metrics(state)

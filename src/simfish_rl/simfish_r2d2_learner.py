@@ -682,6 +682,16 @@ class SimfishR2D2Learner:
 
     # -- training -----------------------------------------------------------
 
+    @property
+    def learner_step_fn(self):
+        """The pure ``learner_step(state, batch) -> (state, LearnerStepOutput)`` of this learner.
+
+        The same function ``step()`` runs (see ``make_learner_step``), for loops
+        that keep the state themselves (``simfish_rl.device_loop``).
+        """
+        return make_learner_step(self._networks, self._optimizer, self._config,
+                                 self._target_update_period, self._mirror)
+
     def _send_priorities(self, info: SampleInfo, priorities: jax.Array) -> None:
         if self._replay_client is not None:
             self._replay_client.update_priorities(info, priorities)

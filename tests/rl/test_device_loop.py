@@ -81,3 +81,10 @@ def test_device_loop_resumes_and_evaluate_loads_it(device_run, tmp_path):
     assert main(["evaluate", "--run-dir", str(run_dir), "--episodes", "1", "--quiet"]) == 0
     assert (run_dir / "logs" / "eval_model").is_dir()
     jax.clear_caches()
+
+
+def test_device_loop_with_alternate_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--device-loop", "--alternate",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--alternate applies to the host loop" in err[0]

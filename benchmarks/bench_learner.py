@@ -291,14 +291,16 @@ def breakdown(args) -> None:
          jax.jit(jax.grad(lambda p, b: lrn.r2d2_loss(nets, cfg, p, p, key, b)[0])),
          (params, batch)),
         ("one SGD step (make_sgd_step)",
-         jax.jit(lambda s, b: lrn.make_sgd_step(nets, optimizer, cfg, 1200)(s, b)[1]),
+         jax.jit(lambda s, b: lrn.make_sgd_step(nets, optimizer, cfg, 1200)(s, b)[0].params),
          (state, batch)),
         ("learner step: 2 SGD steps (make_learner_step)",
          jax.jit(lambda s, b: lrn.make_learner_step(nets, optimizer, cfg, 1200, mirror)(
-             s, b)[1].priorities), (state, batch)),
+             s, b)[0].params), (state, batch)),
     ]
     print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}; batch {args.batch} x {length} steps")
+    # (Each timed function returns what depends on all its work: new parameters or
+    # gradients, so that XLA cannot drop the backward pass.)
     print(f"{'part':<52} {'best wall ms':>12} {'median CPU ms':>14}")
     for name, fn, fn_args in parts:
         wall, cpu = _time_call(fn, *fn_args)

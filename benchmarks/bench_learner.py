@@ -1,6 +1,10 @@
 """Benchmark: SimFish R2D2 learner steps/s (each step = regular + mirrored SGD step).
 
 Usage: python benchmarks/bench_learner.py [--batch 32] [--burn-in 8] [--trace 75] [--steps 20]
+       [--breakdown]
+
+``--breakdown`` times the parts of a learner step separately (retina, LSTM,
+target forward, loss gradient, the fused step) instead.
 
 Uses a synthetic replay batch with the SimFish observation layout (visual
 [139, 3, 2] with integer values 0..255, internal [3], 21 actions) and the
@@ -138,7 +142,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compare-plain", action="store_true",
                         help="also time the plain hk.Conv1D/dynamic_unroll network, interleaved")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time the parts of a learner step separately")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args)
+        return
     if args.compare_plain:
         compare_plain(args)
         return
@@ -214,6 +223,88 @@ def compare_plain(args) -> None:
               f"({1 / min(ts):.2f} learner steps/s at best); CPU {np.median(cpu[name]):.3f} s/step")
     ratio = np.median(np.array(times["plain"]) / np.array(times["ours"]))
     print(f"plain / ours time per learner step (median of paired ratios): {ratio:.2f}")
+
+
+def _time_call(fn, *args, repeats: int = 5) -> tuple[float, float]:
+    """(best wall ms, median CPU ms) of ``fn(*args)`` after a warm-up call."""
+    jax.block_until_ready(fn(*args))
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(fn(*args))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * min(wall), 1e3 * float(np.median(cpu))
+
+
+def breakdown(args) -> None:
+    """Times the parts of one learner step (regular + mirrored SGD step)."""
+    import haiku as hk
+    import rlax
+
+    from simfish_rl import simfish_r2d2_learner as lrn
+    from simfish_rl.simfish_r2d2_network import _LSTM, retina
+
+    length = args.burn_in + args.trace + 1
+    nets = make_r2d2_networks(make_environment_spec())
+    batch = synthetic_batch(args.batch, length, nets.num_actions)
+    mirror = lrn.mirror_table({i: i + 1 for i in range(1, 14, 2)}
+                              | {i + 1: i for i in range(1, 14, 2)})
+    mirror = np.concatenate([mirror, np.arange(len(mirror), 21, dtype=np.int32)])
+    mirrored = lrn.reflect_samples(batch, mirror)
+    cfg = lrn.LossConfig(args.burn_in, 0.997, 0.6, 0.9, 5, rlax.SIGNED_HYPERBOLIC_PAIR,
+                         False, 1.0, True)
+    key = jax.random.PRNGKey(1)
+    params = nets.init(key)
+    optimizer = optax.adam(1e-4)
+    state = lrn.TrainingState(params, params, optimizer.init(params), jnp.zeros((), jnp.int32),
+                              jax.random.PRNGKey(2))
+    n_images = length * args.batch * 2
+    images = jnp.asarray(np.floor(np.random.default_rng(0).random((n_images, 139, 3)) * 256),
+                         jnp.float32)
+    ret = hk.without_apply_rng(hk.transform(lambda x: retina()(x)))
+    ret_p = ret.init(key, images[:2])
+
+    def lstm_fn(x):
+        core = _LSTM(64)
+        return core.unroll(x, core.initial_state(args.batch))[0]
+
+    lstm = hk.without_apply_rng(hk.transform(lstm_fn))
+    emb = jnp.ones((args.trace + 1, args.batch, 57), jnp.float32)
+    lstm_p = lstm.init(key, emb)
+    parts = [
+        (f"retina forward, {n_images} eye images", jax.jit(ret.apply), (ret_p, images)),
+        ("retina forward + backward", jax.jit(jax.grad(lambda p, x: jnp.sum(ret.apply(p, x)))),
+         (ret_p, images)),
+        (f"LSTM unroll forward [{args.trace + 1}, {args.batch}]", jax.jit(lstm.apply),
+         (lstm_p, emb)),
+        ("LSTM unroll forward + backward",
+         jax.jit(jax.grad(lambda p, x: jnp.sum(lstm.apply(p, x)))), (lstm_p, emb)),
+        ("target forward, one batch (L steps)",
+         jax.jit(lambda p, b: lrn.target_q_values(nets, cfg, p, key, b)), (params, batch)),
+        ("target forward, batch + reflection (unroll_pair)",
+         jax.jit(lambda p, b, m: lrn.target_q_values_pair(nets, cfg, p, key, b, m)),
+         (params, batch, mirrored)),
+        ("loss forward (burn-in, target, trace)",
+         jax.jit(lambda p, b: lrn.r2d2_loss(nets, cfg, p, p, key, b)[0]), (params, batch)),
+        ("loss gradient (one SGD step without Adam)",
+         jax.jit(jax.grad(lambda p, b: lrn.r2d2_loss(nets, cfg, p, p, key, b)[0])),
+         (params, batch)),
+        ("one SGD step (make_sgd_step)",
+         jax.jit(lambda s, b: lrn.make_sgd_step(nets, optimizer, cfg, 1200)(s, b)[0].params),
+         (state, batch)),
+        ("learner step: 2 SGD steps (make_learner_step)",
+         jax.jit(lambda s, b: lrn.make_learner_step(nets, optimizer, cfg, 1200, mirror)(
+             s, b)[0].params), (state, batch)),
+    ]
+    print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}; batch {args.batch} x {length} steps")
+    # (Each timed function returns what depends on all its work: new parameters or
+    # gradients, so that XLA cannot drop the backward pass.)
+    print(f"{'part':<52} {'best wall ms':>12} {'median CPU ms':>14}")
+    for name, fn, fn_args in parts:
+        wall, cpu = _time_call(fn, *fn_args)
+        print(f"{name:<52} {wall:>12.1f} {cpu:>14.1f}", flush=True)
 
 
 def bench_replay(batch: int, length: int, worlds: int = 64, steps_per_world: int = 2000,

@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--alternate", action="store_true",
                         help="alternate acting and learning instead of overlapping them")
+    parser.add_argument("--device-loop", action="store_true",
+                        help="the one-device loop (simfish_rl.device_loop) instead")
     args = parser.parse_args()
 
     training = training_profile(
@@ -39,14 +41,21 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        summary = train(Path(tmp) / "run", load_config(args.config), training,
-                        num_steps=10**12, progress=False, overlap=not args.alternate,
-                        max_seconds=args.seconds)
+        if args.device_loop:
+            from simfish_rl.device_loop import train_device_loop
+
+            summary = train_device_loop(Path(tmp) / "run", load_config(args.config), training,
+                                        num_steps=10**12, progress=False,
+                                        max_seconds=args.seconds)
+        else:
+            summary = train(Path(tmp) / "run", load_config(args.config), training,
+                            num_steps=10**12, progress=False, overlap=not args.alternate,
+                            max_seconds=args.seconds)
         wall = time.time() - t0
         with open(Path(tmp) / "run" / "metrics.csv") as f:
             rows = [r for r in csv.DictReader(f) if float(r["learner_steps"]) > 0][1:]
     print(f"bench_training: {args.config}, profile {args.profile}, {args.num_envs} worlds, "
-          f"overlap={not args.alternate}, backend {jax.default_backend()}")
+          f"{'device loop' if args.device_loop else f'overlap={not args.alternate}'}, backend {jax.default_backend()}")
     print(f"  wall {wall:.0f} s: {summary['env_steps']} env steps, "
           f"{summary['learner_steps']} learner steps, {summary['episodes']} episodes")
     if not rows:

@@ -271,6 +271,26 @@ class SequenceReplayBuffer:
         return dataclasses.replace(state, priorities=new, max_priority=max_priority)
 
 
+def buffer_for_training(training: Any) -> SequenceReplayBuffer:
+    """The buffer a training run uses: ``max_replay_size`` sequences over ``num_envs`` worlds.
+
+    Args:
+      training: a ``simfish_rl.config.TrainingConfig``.
+    """
+    period = training.sequence_period
+    per_world = max(training.max_replay_size // training.num_envs, 1)
+    steps_per_world = max(per_world * period, training.sequence_length + period)
+    steps_per_world = -(-steps_per_world // period) * period
+    return SequenceReplayBuffer(
+        num_worlds=training.num_envs,
+        steps_per_world=steps_per_world,
+        sequence_length=training.sequence_length,
+        sequence_period=period,
+        priority_exponent=training.priority_exponent,
+        min_size=training.min_replay_size,
+    )
+
+
 def as_step(step: Any) -> Step:
     """Converts any step-like object (same field names, e.g. an actor's own
     ``Step`` class) into ``simfish_rl.types.Step`` with an ``OAR`` observation."""
@@ -397,6 +417,7 @@ __all__ = [
     "SequenceReplay",
     "SequenceReplayBuffer",
     "as_step",
+    "buffer_for_training",
     "example_step",
     "example_step_from_spec",
 ]

@@ -16,6 +16,10 @@ Layout (acme R2D2 split):
 * ``TrainingState`` and ``make_sgd_step``: a pure
   ``sgd_step(state, batch) -> (state, priorities, metrics)`` with Adam
   (any optax transformation) and the periodic target update.
+* ``make_learner_step``: both SGD steps of a learner step (regular and
+  mirrored, random order) as one pure function, the same computation as two
+  ``sgd_step`` calls with the target network's forward pass shared between
+  them (the device loop and ``SimfishR2D2Learner`` use it).
 * ``SimfishR2D2Learner``: owns the state, pulls batches from an iterator,
   pushes priorities to replay, serves parameters to actors, saves and
   restores its full state.
@@ -206,6 +210,7 @@ def r2d2_loss(
     target_params: Any,
     key: jax.Array,
     batch: ReplaySample,
+    target_q: jax.Array | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, dict]]:
     """The R2D2 loss of a batch of sequences.
 
@@ -215,6 +220,9 @@ def r2d2_loss(
       params, target_params: online and target parameters.
       key: PRNG key for the network applications.
       batch: ``ReplaySample`` with data ``[B, L, ...]``, ``L = burn_in + T``.
+      target_q: optional ``[L, B, A]``, the target network's Q-values of the
+        whole sequence from the stored state (``target_q_values``), when the
+        caller has them already; computed here if None.
 
     Returns:
       ``(mean_loss, (priorities [B], metrics))``.
@@ -245,9 +253,10 @@ def r2d2_loss(
             params, key_burn, burn.observation, online_state, burn.start_of_episode
         )
         online_state = jax.lax.stop_gradient(online_state)
-    target_q, _ = networks.unroll(
-        target_params, key_target, data.observation, target_state, data.start_of_episode
-    )
+    if target_q is None:
+        target_q, _ = networks.unroll(
+            target_params, key_target, data.observation, target_state, data.start_of_episode
+        )
     target_q = jax.lax.stop_gradient(target_q[burn_in:])
     data = jax.tree.map(lambda x: x[burn_in:], data)  # [T, B, ...]
 
@@ -312,6 +321,40 @@ def r2d2_loss(
     return mean_loss, (priorities, metrics)
 
 
+def _initial_core_state(networks: R2D2Networks, config: LossConfig, batch: ReplaySample):
+    if config.use_core_state:
+        return batch.data.core_state
+    return networks.initial_state(batch.data.action.shape[0])
+
+
+def target_q_values(networks: R2D2Networks, config: LossConfig, target_params: Any,
+                    key: jax.Array, batch: ReplaySample) -> jax.Array:
+    """The target network's Q-values ``[L, B, A]`` of a batch (as ``r2d2_loss`` computes them)."""
+    observation = jax.tree.map(_time_major, batch.data.observation)
+    start = _time_major(batch.data.start_of_episode)
+    q, _ = networks.unroll(target_params, key, observation,
+                           _initial_core_state(networks, config, batch), start)
+    return jax.lax.stop_gradient(q)
+
+
+def target_q_values_pair(networks: R2D2Networks, config: LossConfig, target_params: Any,
+                         key: jax.Array, batch: ReplaySample,
+                         mirrored: ReplaySample) -> tuple[jax.Array, jax.Array]:
+    """Target Q-values ``[L, B, A]`` of a batch and of its reflection ``mirrored``.
+
+    With ``networks.unroll_pair`` the retina runs once for both (the
+    reflection shows each eye the other's image); otherwise two unrolls.
+    """
+    if networks.unroll_pair is None:
+        return (target_q_values(networks, config, target_params, key, batch),
+                target_q_values(networks, config, target_params, key, mirrored))
+    observation = jax.tree.map(_time_major, batch.data.observation)
+    q, q_mirrored = networks.unroll_pair(
+        target_params, key, observation, _time_major(mirrored.data.observation.action),
+        _initial_core_state(networks, config, batch), _time_major(batch.data.start_of_episode))
+    return jax.lax.stop_gradient(q), jax.lax.stop_gradient(q_mirrored)
+
+
 def make_sgd_step(networks: R2D2Networks, optimizer: optax.GradientTransformation,
                   config: LossConfig, target_update_period: int):
     """Builds the pure ``sgd_step(state, batch) -> (state, priorities, metrics)``.
@@ -339,6 +382,85 @@ def make_sgd_step(networks: R2D2Networks, optimizer: optax.GradientTransformatio
         return new_state, priorities, metrics
 
     return sgd_step
+
+
+class LearnerStepOutput(NamedTuple):
+    """What ``learner_step`` returns besides the new state.
+
+    Attributes:
+      priorities: float32 [2, B], of the first and second SGD step.
+      metrics: dict of [2] arrays (first, second SGD step).
+      mirrored_first: bool [], the mirrored SGD step ran first.
+    """
+
+    priorities: jax.Array
+    metrics: dict
+    mirrored_first: jax.Array
+
+
+def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def make_learner_step(networks: R2D2Networks, optimizer: optax.GradientTransformation,
+                      config: LossConfig, target_update_period: int, mirror: np.ndarray):
+    """Builds the pure ``learner_step(state, batch) -> (state, LearnerStepOutput)``.
+
+    One learner step in one computation: the batch is reflected, and a regular
+    and a mirrored SGD step run in random order, exactly as two calls of
+    ``make_sgd_step``'s function would (same loss, same gradients, to float
+    rounding). The difference is speed: the target network's Q-values of the
+    batch and of its reflection are computed together before the first step
+    (one retina pass, see ``target_q_values_pair``); they are recomputed for
+    the second step only when the first one updated the target network.
+
+    Args:
+      networks, optimizer, config, target_update_period: as ``make_sgd_step``.
+      mirror: int32 [A] action mirror table (``mirror_table``).
+    """
+    grad_fn = jax.grad(functools.partial(r2d2_loss, networks, config), has_aux=True)
+
+    def one_sgd_step(state: TrainingState, batch: ReplaySample, target_q: jax.Array):
+        key, key_loss = jax.random.split(state.random_key)
+        gradients, (priorities, metrics) = grad_fn(
+            state.params, state.target_params, key_loss, batch, target_q
+        )
+        updates, opt_state = optimizer.update(gradients, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        target_params = optax.periodic_update(
+            params, state.target_params, steps, target_update_period
+        )
+        return TrainingState(params, target_params, opt_state, steps, key), priorities, metrics
+
+    def target_key(state: TrainingState) -> jax.Array:
+        # The key r2d2_loss would use for the target network in this SGD step.
+        _, key_loss = jax.random.split(state.random_key)
+        return jax.random.split(key_loss, 3)[2]
+
+    def learner_step(state: TrainingState, batch: ReplaySample):
+        mirrored = reflect_samples(batch, mirror)
+        mirrored_first = jax.random.bernoulli(jax.random.fold_in(state.random_key, 0x5F3))
+        first = _select(mirrored_first, mirrored, batch)
+        second = _select(mirrored_first, batch, mirrored)
+        q_regular, q_mirrored = target_q_values_pair(
+            networks, config, state.target_params, target_key(state), batch, mirrored)
+        q_first = jnp.where(mirrored_first, q_mirrored, q_regular)
+        q_second = jnp.where(mirrored_first, q_regular, q_mirrored)
+
+        state, p_first, m_first = one_sgd_step(state, first, q_first)
+        target_changed = state.steps % target_update_period == 0
+        q_second = jax.lax.cond(
+            target_changed,
+            lambda: target_q_values(networks, config, state.target_params,
+                                    target_key(state), second),
+            lambda: q_second,
+        )
+        state, p_second, m_second = one_sgd_step(state, second, q_second)
+        metrics = jax.tree.map(lambda a, b: jnp.stack([a, b]), m_first, m_second)
+        return state, LearnerStepOutput(jnp.stack([p_first, p_second]), metrics, mirrored_first)
+
+    return learner_step
 
 
 # ---------------------------------------------------------------------------
@@ -528,13 +650,10 @@ class SimfishR2D2Learner:
         self._logger = logger
         self._iterator = _Prefetcher(iterator, prefetch_size) if prefetch_size > 0 else iterator
 
-        sgd_step = make_sgd_step(networks, optimizer, self._config, target_update_period)
-        self._sgd_step = jax.jit(sgd_step, donate_argnums=(0,))
-        mirror = self._mirror
-        self._reflect = jax.jit(lambda batch: reflect_samples(batch, mirror))
-        self._mirrored_first = jax.jit(
-            lambda key: jax.random.bernoulli(jax.random.fold_in(key, 0x5F3))
-        )
+        self._target_update_period = target_update_period
+        learner_step = make_learner_step(networks, optimizer, self._config,
+                                         target_update_period, self._mirror)
+        self._learner_step = jax.jit(learner_step, donate_argnums=(0,))
 
         key = _raw_key(random_key)
         key, key_init = jax.random.split(key)
@@ -548,6 +667,16 @@ class SimfishR2D2Learner:
         )
 
     # -- training -----------------------------------------------------------
+
+    @property
+    def learner_step_fn(self):
+        """The pure ``learner_step(state, batch) -> (state, LearnerStepOutput)`` of this learner.
+
+        The same function ``step()`` runs (see ``make_learner_step``), for loops
+        that keep the state themselves (``simfish_rl.device_loop``).
+        """
+        return make_learner_step(self._networks, self._optimizer, self._config,
+                                 self._target_update_period, self._mirror)
 
     def _send_priorities(self, info: SampleInfo, priorities: jax.Array) -> None:
         if self._replay_client is not None:
@@ -565,17 +694,16 @@ class SimfishR2D2Learner:
         leading = jax.tree.leaves(batch.data.action)[0].shape[0]
         if leading != self._batch_size:
             raise ValueError(f"batch has {leading} sequences, learner expects {self._batch_size}")
-        mirrored = self._reflect(batch)
-        mirrored_first = bool(self._mirrored_first(self._state.random_key))
-        order = [(True, mirrored), (False, batch)] if mirrored_first else [
-            (False, batch), (True, mirrored)]
+        self._state, out = self._learner_step(self._state, batch)
+        # Both SGD steps ran on the same sequences: send their priorities in order.
+        self._send_priorities(batch.info, out.priorities[0])
+        self._send_priorities(batch.info, out.priorities[1])
+        mirrored_first = bool(out.mirrored_first)
+        metrics = jax.device_get(out.metrics)
         results = {}
-        for is_mirrored, sample in order:
-            self._state, priorities, metrics = self._sgd_step(self._state, sample)
-            self._send_priorities(sample.info, priorities)
+        for i, is_mirrored in enumerate((mirrored_first, not mirrored_first)):
             prefix = "mirrored_" if is_mirrored else ""
-            results.update({prefix + k: v for k, v in metrics.items()})
-        results = {k: float(v) for k, v in results.items()}
+            results.update({prefix + k: float(v[i]) for k, v in metrics.items()})
         results["mirrored_first"] = float(mirrored_first)
         counts = self._counter.increment(learner_steps=1, learner_sgd_steps=2)
         results.update(counts)
@@ -630,10 +758,12 @@ class SimfishR2D2Learner:
 
 __all__ = [
     "Counter",
+    "LearnerStepOutput",
     "LossConfig",
     "SimfishR2D2Learner",
     "TrainingState",
     "load_training_state",
+    "make_learner_step",
     "make_sgd_step",
     "mirror_table",
     "r2d2_loss",
@@ -641,4 +771,6 @@ __all__ = [
     "reflect_observations",
     "reflect_samples",
     "save_training_state",
+    "target_q_values",
+    "target_q_values_pair",
 ]

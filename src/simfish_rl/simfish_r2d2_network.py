@@ -356,16 +356,34 @@ class DeepSimfishTorso(hk.Module):
                 f"DeepSimfishTorso expects visual [batch, positions, channels, 2]; "
                 f"got shape {jnp.shape(visual)}"
             )
+        return self.head(self.eye_features(visual), x[1] if len(x) > 1 else None)
+
+    def eye_features(self, visual: jax.Array) -> jax.Array:
+        """Retina features of both eyes: ``[B, P, C, 2] -> [B, 2F]`` (left eye first).
+
+        The reflected observation (``reflect_observations``) shows each eye
+        the other eye's image, so its features are these with the two halves
+        swapped (see ``swap_eyes``).
+        """
         batch = visual.shape[0]
         left = visual[..., 0]
         right = visual[:, ::-1, :, 1]  # align the right eye with the left one
         # One retina pass over both eyes (shared weights): [2B, P, C] -> [2B, F].
         features = self.retina(jnp.concatenate([left, right], axis=0))
-        features = jnp.concatenate([features[:batch], features[batch:]], axis=-1)
+        return jnp.concatenate([features[:batch], features[batch:]], axis=-1)
+
+    def head(self, features: jax.Array, internal: jax.Array | None) -> jax.Array:
+        """MLP head on eye features, internal state appended: ``[B, 2F] (+ [B, I]) -> [B, D]``."""
         output = self.mlp_head(jax.nn.relu(features))
-        if len(x) > 1:
-            output = jnp.concatenate([output, x[1].astype(output.dtype)], axis=-1)
+        if internal is not None:
+            output = jnp.concatenate([output, internal.astype(output.dtype)], axis=-1)
         return output
+
+
+def swap_eyes(features: jax.Array) -> jax.Array:
+    """``[..., 2F]`` eye features of an observation -> those of its reflection."""
+    half = features.shape[-1] // 2
+    return jnp.concatenate([features[..., half:], features[..., :half]], axis=-1)
 
 
 @dataclasses.dataclass
@@ -540,6 +558,55 @@ class R2D2SimfishNetwork(hk.RNNCore):
         q_values = hk.BatchApply(self._duelling_head)(core_outputs)  # [T, B, A]
         return q_values, final_state
 
+    def unroll_pair(
+        self,
+        inputs: OAR,
+        mirrored_action: jax.Array,
+        state: hk.LSTMState,
+        start_of_episode: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Unrolls a sequence batch and its reflection together, one retina pass.
+
+        Equal (to float rounding) to ``unroll`` on ``inputs`` and on
+        ``reflect_observations(inputs)`` with previous actions
+        ``mirrored_action``, both from ``state``: the reflection shows each
+        eye the other eye's image, so the retina runs once and its features
+        are reused with the eyes swapped; the LSTM and head run on ``2B``.
+
+        Args:
+          inputs: OAR ``[T, B, ...]`` (visual ``[T, B, P, C, 2]``).
+          mirrored_action: int ``[T, B]`` previous actions of the reflection.
+          state: ``LSTMState`` ``[B, H]`` before step 0 (used for both).
+          start_of_episode: optional bool ``[T, B]``.
+
+        Returns:
+          ``(q [T, B, A], mirrored q [T, B, A])``.
+        """
+        observation = tuple(inputs.observation)
+        visual = observation[0]
+        t, b = visual.shape[:2]
+        features = self._embed.torso.eye_features(visual.reshape((t * b,) + visual.shape[2:]))
+        features = jnp.concatenate([features, swap_eyes(features)], axis=0)  # [2TB, 2F]
+        internal = None
+        if len(observation) > 1:
+            flat = observation[1].reshape((t * b,) + observation[1].shape[2:])
+            internal = jnp.concatenate([flat, flat], axis=0)
+        torso = self._embed.torso.head(features, internal)  # [2TB, D]
+        torso = jnp.concatenate([torso[: t * b].reshape(t, b, -1),
+                                 torso[t * b:].reshape(t, b, -1)], axis=1)  # [T, 2B, D]
+        action = jnp.concatenate([inputs.action, mirrored_action], axis=1)
+        reward = jnp.tanh(jnp.asarray(inputs.reward, torso.dtype))
+        reward = jnp.concatenate([reward, reward], axis=1)[..., None]
+        embeddings = jnp.concatenate(
+            [torso, jax.nn.one_hot(action, self._num_actions, dtype=torso.dtype), reward],
+            axis=-1)
+        both = jax.tree.map(lambda x: jnp.concatenate([x, x], axis=0), state)
+        if start_of_episode is not None:
+            start_of_episode = jnp.concatenate([start_of_episode, start_of_episode], axis=1)
+        core_outputs, _ = self._core.unroll(embeddings, both, start_of_episode)
+        q_values = hk.BatchApply(self._duelling_head)(core_outputs)  # [T, 2B, A]
+        return q_values[:, :b], q_values[:, b:]
+
 
 # ---------------------------------------------------------------------------
 # Factory
@@ -560,6 +627,11 @@ class R2D2Networks:
         (``[batch_size, 64]`` leaves, ``[64]`` for None).
       num_actions: number of actions.
       environment_spec: the spec the network was built for.
+      unroll_pair: optional ``unroll_pair(params, key, inputs OAR [T, B, ...],
+        mirrored previous actions [T, B], state [B, 64], start_of_episode)
+        -> (q [T, B, A], q of the reflection [T, B, A])``, one retina pass for
+        both (see ``R2D2SimfishNetwork.unroll_pair``); None: the learner
+        unrolls the two batches separately.
     """
 
     init: Callable[..., hk.Params]
@@ -568,6 +640,7 @@ class R2D2Networks:
     initial_state: Callable[[int | None], hk.LSTMState]
     num_actions: int
     environment_spec: EnvironmentSpec
+    unroll_pair: Callable[..., tuple[jax.Array, jax.Array]] | None = None
 
 
 def _zeros_from_spec(spec: specs.Array, batch: int) -> jax.Array:
@@ -596,10 +669,10 @@ def make_r2d2_networks(env_spec: EnvironmentSpec) -> R2D2Networks:
             )
             return network(dummy, network.initial_state(1))
 
-        return init, (network.__call__, network.unroll)
+        return init, (network.__call__, network.unroll, network.unroll_pair)
 
     transformed = hk.multi_transform(make_fns)
-    apply_fn, unroll_fn = transformed.apply
+    apply_fn, unroll_fn, unroll_pair_fn = transformed.apply
 
     def init(key: jax.Array) -> hk.Params:
         return transformed.init(key)
@@ -615,6 +688,7 @@ def make_r2d2_networks(env_spec: EnvironmentSpec) -> R2D2Networks:
         initial_state=initial_state,
         num_actions=num_actions,
         environment_spec=env_spec,
+        unroll_pair=unroll_pair_fn,
     )
 
 
@@ -637,4 +711,5 @@ __all__ = [
     "make_environment_spec",
     "make_r2d2_networks",
     "retina",
+    "swap_eyes",
 ]

@@ -159,3 +159,161 @@ def format_table(what: str, rows: Sequence[dict[str, float]]) -> str:
             f"{r['state_bytes_per_world'] / 1024:>15.1f} {xla:>13} {r['peak_rss_mb']:>12.0f}"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Training throughput (``simfish bench train``).
+
+TRAIN_MODES = ("auto", "device", "host")
+
+
+def _timed(fn, *args, repeats: int = 3) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` calls of ``fn(*args)`` (after one warm-up call)."""
+    out = jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def train_benchmark(
+    config: SimFishConfig,
+    training: Any,
+    seconds: float = 60.0,
+    mode: str = "auto",
+    iterations_per_call: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measures training throughput and where its time goes on the current backend.
+
+    Times, each compiled once and then run warm: acting alone (the batched
+    actor, ``sequence_period`` steps of ``num_envs`` worlds), one learner step
+    alone (regular + mirrored SGD step on a replay batch), and then the
+    training loop itself for ``seconds``: the one-device loop (``device``) or
+    the host loop of ``simfish train`` (``host``); ``auto`` picks what
+    ``simfish train`` would (device on a GPU). The loop's time is split into
+    acting and learning at the measured rates; the rest is ``waiting``
+    (replay, host round trips, threads waiting on each other).
+
+    Returns:
+      A dict of rates (env steps/s, learner steps/s), compile seconds and the
+      time split (fractions of the loop's wall time).
+    """
+    from simfish_rl.device_loop import DeviceLoop
+
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(TRAIN_MODES)})")
+    if mode == "auto":
+        mode = "device" if jax.default_backend() == "gpu" else "host"
+    actions = Actions.default()
+    from simfish_rl.training import make_env
+
+    env = make_env(config, actions)
+    loop = DeviceLoop(env, training, actions.get_opposing_dict(), iterations_per_call)
+    key = jax.random.PRNGKey(seed)
+    state = loop.init(key)
+    per_iteration = loop.env_steps_per_iteration
+
+    # Acting alone.
+    t0 = time.perf_counter()
+    act = jax.jit(lambda p, s, k: loop.actor._collect(p, s, k, training.sequence_period))
+    act_compiled = act.lower(state.actor_params, state.actor, key).compile()
+    act_compile_s = time.perf_counter() - t0
+    act_s, _ = _timed(act_compiled, state.actor_params, state.actor, key)
+    acting_sps = per_iteration / act_s
+
+    # Fill replay with the loop until learning starts (this compiles the loop).
+    t0 = time.perf_counter()
+    state, out = loop.run(state)
+    jax.block_until_ready(out)
+    loop_compile_s = time.perf_counter() - t0
+    while int(out.replay_size[-1]) < training.min_replay_size:
+        state, out = loop.run(state)
+
+    # One learner step alone, on a batch from that replay.
+    sample = jax.jit(loop.buffer.sample, static_argnums=(2,))(state.replay, key,
+                                                              training.batch_size)
+    t0 = time.perf_counter()
+    learn = jax.jit(loop._learner_step).lower(state.training, sample).compile()
+    learn_compile_s = time.perf_counter() - t0
+    learn_s, _ = _timed(lambda: learn(state.training, sample)[1].priorities)
+    learner_sps_alone = 1.0 / learn_s
+
+    if mode == "device":
+        env_steps = learner_steps = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            state, out = loop.run(state)
+            learner_steps += int(jnp.sum(out.learner_steps))  # waits for the call
+            env_steps += iterations_per_call * per_iteration
+        wall = time.perf_counter() - t0
+        env_sps, learner_sps = env_steps / wall, learner_steps / wall
+    else:
+        del state, out, sample
+        env_sps, learner_sps, wall = _host_training_rates(config, training, seconds, seed)
+    acting = env_sps / acting_sps
+    learning = learner_sps / learner_sps_alone
+    return {
+        "backend": jax.default_backend(),
+        "mode": mode,
+        "num_envs": training.num_envs,
+        "batch_size": training.batch_size,
+        "seconds": wall,
+        "env_steps_per_second": env_sps,
+        "learner_steps_per_second": learner_sps,
+        "acting_only_env_steps_per_second": acting_sps,
+        "learner_only_steps_per_second": learner_sps_alone,
+        "fraction_acting": acting,
+        "fraction_learning": learning,
+        "fraction_waiting": 1.0 - acting - learning,
+        "compile_seconds": {"acting": act_compile_s, "device_loop": loop_compile_s,
+                            "learner_step": learn_compile_s},
+    }
+
+
+def _host_training_rates(config: SimFishConfig, training: Any, seconds: float,
+                         seed: int) -> tuple[float, float, float]:
+    """Env and learner steps/s of ``simfish_rl.training.train`` once learning runs."""
+    import csv
+    import tempfile
+    from pathlib import Path
+
+    from simfish_rl.training import train
+
+    training = training.replace({"log_every_seconds": min(training.log_every_seconds,
+                                                          max(seconds / 6, 1.0))})
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train(Path(tmp) / "run", config, training, num_steps=10**12, seed=seed,
+              progress=False, max_seconds=seconds)
+        wall = time.perf_counter() - t0
+        with open(Path(tmp) / "run" / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if float(r["learner_steps"]) > 0][1:]
+    if not rows:
+        raise RuntimeError(f"bench train: learning did not start within {seconds:.0f} s; "
+                           "raise --seconds")
+    env_sps = float(np.mean([float(r["env_steps_per_second"]) for r in rows]))
+    learner_sps = float(np.mean([float(r["learner_steps_per_second"]) for r in rows]))
+    return env_sps, learner_sps, wall
+
+
+def format_train_report(r: dict[str, Any]) -> str:
+    """Text report of ``train_benchmark``."""
+    c = r["compile_seconds"]
+    return "\n".join([
+        f"simfish bench train: {r['mode']} loop, backend {r['backend']}, {r['num_envs']} worlds, "
+        f"batch {r['batch_size']}, {r['seconds']:.0f} s measured",
+        f"  training:      {r['env_steps_per_second']:>12,.0f} env steps/s "
+        f"{r['learner_steps_per_second']:>8.2f} learner steps/s",
+        f"  acting alone:  {r['acting_only_env_steps_per_second']:>12,.0f} env steps/s",
+        f"  learner alone: {r['learner_only_steps_per_second']:>30.2f} learner steps/s "
+        "(regular + mirrored SGD step)",
+        f"  time: acting {100 * r['fraction_acting']:.0f}%, learning "
+        f"{100 * r['fraction_learning']:.0f}%, waiting/other {100 * r['fraction_waiting']:.0f}%"
+        + (" (host loop overlaps acting and learning: shares can sum past 100%)"
+           if r["mode"] == "host" else ""),
+        f"  compile s: acting {c['acting']:.1f}, device loop {c['device_loop']:.1f}, "
+        f"learner step {c['learner_step']:.1f}",
+    ])

@@ -65,6 +65,19 @@ def _bench(args: argparse.Namespace) -> int:
     from simfish.tools import bench
 
     cfg = _load(args)
+    if args.what == "train":
+        from simfish.config import parse_override
+        from simfish_rl.config import training_profile
+
+        options = dict(parse_override(text) for text in (args.train or []))
+        if args.num_envs is not None:
+            options["num_envs"] = args.num_envs
+        training = training_profile(args.profile, options)
+        report = bench.train_benchmark(cfg, training, seconds=args.seconds, mode=args.mode,
+                                       iterations_per_call=args.iterations_per_call,
+                                       seed=args.seed)
+        print(bench.format_train_report(report))
+        return 0
     rows = bench.run(args.what, cfg, batch_sizes=args.batch, steps=args.steps, seed=args.seed)
     print(bench.format_table(args.what, rows))
     return 0
@@ -88,18 +101,35 @@ def _train(args: argparse.Namespace) -> int:
         training = run.load()[2].replace(options) if options else None
     else:
         training = training_profile(args.profile or "users", options)
+    device_loop = args.device_loop
+    if device_loop is None:
+        import jax
+
+        device_loop = jax.default_backend() == "gpu"
+    if device_loop and args.alternate:
+        raise SimFishError("--alternate applies to the host loop; drop it or pass --no-device-loop")
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
-    summary = train(
-        args.run_dir,
-        env_config=env_config,
-        training=training,
-        num_steps=args.steps,
-        seed=args.seed,
-        progress=not args.quiet,
-        overlap=not args.alternate,
-        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-    )
+    max_seconds = None if args.max_minutes is None else args.max_minutes * 60
+    if device_loop:
+        from simfish_rl.device_loop import train_device_loop
+
+        summary = train_device_loop(
+            args.run_dir, env_config=env_config, training=training, num_steps=args.steps,
+            seed=args.seed, progress=not args.quiet, max_seconds=max_seconds,
+            iterations_per_call=args.iterations_per_call,
+        )
+    else:
+        summary = train(
+            args.run_dir,
+            env_config=env_config,
+            training=training,
+            num_steps=args.steps,
+            seed=args.seed,
+            progress=not args.quiet,
+            overlap=not args.alternate,
+            max_seconds=max_seconds,
+        )
     state = "interrupted" if summary["interrupted"] else "done"
     print(
         f"{state}: {summary['env_steps']} env steps, {summary['learner_steps']} learner steps, "
@@ -226,13 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("bench", help="measure simulator speed")
-    p.add_argument("what", choices=["sim", "env"],
-                   help="sim: world dynamics only; env: dynamics + vision (full step)")
+    p.add_argument("what", choices=["sim", "env", "train"],
+                   help="sim: world dynamics only; env: dynamics + vision (full step); "
+                        "train: training env steps/s, learner steps/s and where time goes")
     _add_config_options(p)
     p.add_argument("--batch", type=_positive_int, nargs="+", default=[1, 64, 256],
                    help="batch sizes (worlds stepped together)")
     p.add_argument("--steps", type=_positive_int, default=200, help="timed steps per batch size")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="train: seconds of training measured (after compiling)")
+    p.add_argument("--mode", choices=["auto", "device", "host"], default="auto",
+                   help="train: the one-device loop, the host loop, or what `simfish train` "
+                        "uses here (auto: device on a GPU)")
+    p.add_argument("--profile", default="users", choices=["users", "quick"],
+                   help="train: training options profile (default users)")
+    p.add_argument("--num-envs", type=_positive_int, default=None, help="train: worlds")
+    p.add_argument("--train", action="append", metavar="KEY=VALUE",
+                   help="train: override a training option (repeatable)")
+    p.add_argument("--iterations-per-call", type=_positive_int, default=10,
+                   help="train: device loop iterations per compiled call")
 
     p = sub.add_parser("stimulus", help="write a stimulus HDF5 file from a YAML description")
     p.add_argument("description", metavar="DESCRIPTION.yaml",
@@ -269,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed; the default overlaps them on two threads, ~13%% faster)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--device-loop", action=argparse.BooleanOptionalAction, default=None,
+                   help="acting, replay and learning in one compiled loop on the device "
+                        "(default: on when JAX's backend is a GPU)")
+    p.add_argument("--iterations-per-call", type=_positive_int, default=10,
+                   help="device loop: iterations (sequence_period x num_envs env steps "
+                        "each) per compiled call (default 10)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="play episodes with a trained agent, logging them to HDF5")

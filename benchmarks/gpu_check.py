@@ -1,0 +1,79 @@
+"""One prepared GPU measurement for issue 13 item 3 (run it in one go on an H100/H200).
+
+Usage: python benchmarks/gpu_check.py [--out DIR] [--quick]
+
+Measures, on the current backend, and writes ``gpu_check.json`` to ``--out``:
+
+1. env steps/s of the full step (dynamics + vision) on ``normal`` at batch
+   1k, 4k and 16k worlds, with compile time and memory per world
+   (``simfish.tools.bench.run``);
+2. end-to-end training with the users' settings in the one-device loop
+   (``simfish bench train --mode device``) at 256 and 1024 worlds: env
+   steps/s, learner steps/s, where time goes, compile times.
+
+Goals (issue 13): >= 1,000,000 env steps/s at batch 1k-16k; >= 50,000
+training env steps/s. ``--quick`` runs smaller sizes (a CPU smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+
+from simfish.config import load_config
+from simfish.tools import bench
+from simfish_rl.config import training_profile
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=".", help="folder for gpu_check.json")
+    parser.add_argument("--quick", action="store_true", help="small sizes (CPU smoke test)")
+    parser.add_argument("--seconds", type=float, default=45.0,
+                        help="seconds of training measured per size")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config("normal")
+    env_batches = (16, 64) if args.quick else (1024, 4096, 16384)
+    train_worlds = (8,) if args.quick else (256, 1024)
+    report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+              "jax": jax.__version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def save():
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
+
+    rows = []
+    for batch in env_batches:  # one at a time, so a failure keeps earlier rows
+        try:
+            rows += bench.run("env", cfg, batch_sizes=(batch,), steps=100 if args.quick else 400)
+        except Exception as err:  # noqa: BLE001 (recorded, e.g. out of memory)
+            rows.append({"batch": batch, "error": repr(err)[:300]})
+        report["env_step"] = rows
+        save()
+        print(rows[-1], flush=True)
+
+    trains = []
+    for worlds in train_worlds:
+        overrides = {"num_envs": worlds}
+        if args.quick:
+            overrides.update(min_replay_size=64, max_replay_size=2000)
+        training = training_profile("users", overrides)
+        try:
+            trains.append(bench.train_benchmark(cfg, training, seconds=args.seconds,
+                                                mode="device", iterations_per_call=10))
+            print(bench.format_train_report(trains[-1]), flush=True)
+        except Exception as err:  # noqa: BLE001
+            trains.append({"num_envs": worlds, "error": repr(err)[:300]})
+            print(trains[-1], flush=True)
+        report["training"] = trains
+        save()
+    print(f"wrote {out / 'gpu_check.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -585,7 +585,6 @@ def render_episode(
     iio = require("imageio.v2", "video")
     require("imageio_ffmpeg", "video")
     require("matplotlib", "video")
-    from simfish.tools.eyes_picture import write_png
 
     if fps <= 0:
         raise ToolsError(f"--fps must be positive, got {fps}")
@@ -601,18 +600,30 @@ def render_episode(
         raise ToolsError(f"{path}: this episode log has no fish_x (no world positions logged)")
     chosen = parse_steps(steps, num_steps(episode))
     renderer = EpisodeRenderer(episode, actions, crop_px, path=path)
-    pngs = []
-    frames = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # ffmpeg reads the suffix
+    # JAX warns about any fork; the encoder is a plain ffmpeg subprocess, started lazily.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+        frames, pngs = _encode(iio, renderer, chosen, out, tmp, fps, png_every, progress, path)
+    seconds = time.perf_counter() - begin
+    log.info("rendered %d frames in %.1f s", frames, seconds)
+    return RenderResult(out, frames, tuple(pngs), seconds, (FRAME_WIDTH, FRAME_HEIGHT))
+
+
+def _encode(iio, renderer: EpisodeRenderer, chosen: range, out: Path, tmp: Path, fps: int,
+            png_every: int | None, progress: bool, path: Path) -> tuple[int, list[Path]]:
+    """Draws and encodes the frames of `chosen` into `tmp`, renamed to `out` when complete."""
+    from simfish.tools.eyes_picture import write_png
+
+    pngs: list[Path] = []
+    frames = 0
     try:
-        with warnings.catch_warnings():  # JAX warns about any fork; ffmpeg is a plain subprocess
-            warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-            writer = iio.get_writer(
-                tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=None,
-                macro_block_size=16, ffmpeg_log_level="error",
-                output_params=["-preset", "veryfast", "-crf", "23"],
-            )
+        writer = iio.get_writer(
+            tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=None,
+            macro_block_size=16, ffmpeg_log_level="error",
+            output_params=["-preset", "veryfast", "-crf", "23"],
+        )
         try:
             for t in tqdm(chosen, desc=f"render {path.name}", unit="frame", disable=not progress):
                 image = renderer.frame(t)
@@ -625,6 +636,4 @@ def render_episode(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - begin
-    log.info("rendered %d frames in %.1f s", frames, seconds)
-    return RenderResult(out, frames, tuple(pngs), seconds, (FRAME_WIDTH, FRAME_HEIGHT))
+    return frames, pngs

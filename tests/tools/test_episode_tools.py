@@ -89,17 +89,25 @@ def trained_run(tmp_path_factory):
     return run
 
 
-def _frames(path) -> list[np.ndarray]:
-    """Decodes every frame of a video with imageio-ffmpeg ([H, W, 3] uint8 each)."""
+def _frames(path, size=(1184, 592)) -> list[np.ndarray]:
+    """Decodes every frame of a video with the ffmpeg of imageio-ffmpeg ([H, W, 3] uint8 each).
+
+    Checks that the decoded bytes are a whole number of frames of `size` (width, height)
+    and that ffmpeg counts as many frames.
+    """
+    import subprocess
+
     import imageio_ffmpeg
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
-        width, height = meta["size"]
-        frames = [np.frombuffer(b, np.uint8).reshape(height, width, 3) for b in reader]
-    return frames
+        counted, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+        raw = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo",
+             "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=120).stdout
+    width, height = size
+    assert len(raw) == counted * width * height * 3
+    return list(np.frombuffer(raw, np.uint8).reshape(counted, height, width, 3))
 
 
 def test_render_writes_one_frame_per_step_of_the_range(random_logs, tmp_path, capsys):
@@ -208,3 +216,13 @@ def test_bad_input_is_a_one_line_error(random_logs, tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("simfish: error:") and message in err and "\n" not in err
     assert not list((tmp_path / "empty").glob("*.mp4"))
+
+
+def test_missing_video_extra_is_a_one_line_error(random_logs, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    assert main(["render", str(random_logs / "logs_1.hdf5"), "-o", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("simfish: error: this command needs the optional package 'imageio_ffmpeg': "
+                   "pip install 'simfish[video]'")

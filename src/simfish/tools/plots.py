@@ -267,6 +267,7 @@ def plot_bouts(episodes: Sequence[tuple[Path, dict[str, Any]]], actions: Actions
         ax.set_ylabel("fraction")
         ax.set_title(f"{titles[key]} (n = {total})", fontsize=10)
         if total == 0:
+            ax.set_ylim(0, 1)
             ax.text(0.5, 0.5, "no such events in these episodes", transform=ax.transAxes,
                     ha="center", va="center", color="0.4")
         ax.grid(axis="y", alpha=0.3)

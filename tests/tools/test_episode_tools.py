@@ -1,8 +1,8 @@
-"""The episode tools (render, plot, analyse, report) on generated episodes and a tiny trained run.
+"""The episode tools (render, plot, analyse) on random-policy episodes of a small world.
 
-Two module fixtures are built once: two random-policy episodes of a small world
-with prey, predators and salt (``BaseEnvironment`` + the HDF5 logger), and a
-tiny training run evaluated for two episodes (agent episodes with LSTM state).
+One module fixture is built once: two random-policy episodes of a small world
+with prey, predators and salt (``BaseEnvironment`` + the HDF5 logger). The
+tools on a trained run are tested in test_run_tools.py.
 """
 
 from __future__ import annotations
@@ -27,16 +27,6 @@ pytest.importorskip("imageio_ffmpeg")
 pytest.importorskip("matplotlib")
 
 STEPS = 30
-TINY_ENV = {
-    "arena.width": 400, "arena.height": 400, "arena.dark_fraction": 0.0, "prey.num": 20,
-    "prey.reproduction_mode": False, "predator.probability_per_epoch_step": 0.0,
-    "salt.enabled": False, "max_sim_steps_per_episode": 20,
-}  # fmt: skip
-TINY_TRAINING = {
-    "num_envs": 2, "burn_in_length": 2, "trace_length": 8, "sequence_period": 5,
-    "bootstrap_n": 2, "batch_size": 4, "min_replay_size": 4, "max_replay_size": 32,
-    "variable_update_period": 10, "target_update_period": 10,
-}  # fmt: skip
 
 
 class RandomActor:
@@ -73,20 +63,6 @@ def random_logs(tmp_path_factory):
     for _ in range(2):
         logger.write(loop.run_episode())
     return run / "logs" / "random"
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny training run (a few hundred steps) with two evaluation episodes in eval_model."""
-    from simfish_rl.config import TrainingConfig
-    from simfish_rl.eval_simfish_agent import eval_agent
-    from simfish_rl.training import train
-
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    train(run, load_config("normal", TINY_ENV), TrainingConfig().replace(TINY_TRAINING),
-          num_steps=200, seed=1, progress=False, overlap=False)
-    eval_agent(None, run, num_episodes=2, log_subdir="eval_model", seed=3)
-    return run
 
 
 def _frames(path, size=(1184, 592)) -> list[np.ndarray]:
@@ -129,21 +105,10 @@ def test_render_writes_one_frame_per_step_of_the_range(random_logs, tmp_path, ca
     assert (np.abs(still[:, :600].astype(int) - fish).sum(-1) < 30).sum() > 20
 
 
-def test_render_whole_episode_of_a_trained_agent(trained_run, tmp_path):
-    episode = trained_run / "logs" / "eval_model" / "logs_1.hdf5"
-    with h5py.File(episode, "r") as f:
-        steps = int(f["episode_length"][()])
-        assert f["actor_state"].shape[0] == steps
-    out = tmp_path / "agent.mp4"
-    assert main(["render", str(episode), "-o", str(out), "--crop-px", "300", "-q"]) == 0
-    assert len(_frames(out)) == steps + 1  # time points 0..T
-
-
-def test_plots_write_readable_pngs(random_logs, trained_run, tmp_path):
+def test_plots_write_readable_pngs(random_logs, tmp_path):
     for argv, name in (
         (["plot", "trajectories", str(random_logs)], "traj.png"),
         (["plot", "bouts", str(random_logs)], "bouts.png"),
-        (["plot", "training", str(trained_run), str(trained_run)], "curves.png"),
         (["actions", "plot"], "actions.png"),
     ):
         out = tmp_path / name
@@ -153,7 +118,7 @@ def test_plots_write_readable_pngs(random_logs, trained_run, tmp_path):
         assert image[..., :3].std() > 10, name  # not a blank canvas
 
 
-def test_analyse_hunting_and_neurons(random_logs, trained_run, tmp_path, capsys):
+def test_analyse_hunting_and_neurons_on_random_episodes(random_logs, tmp_path, capsys):
     out = tmp_path / "hunting.csv"
     assert main(["analyse", "hunting", str(random_logs), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -163,40 +128,21 @@ def test_analyse_hunting_and_neurons(random_logs, trained_run, tmp_path, capsys)
     assert all(r["outcome"] in ("capture", "miss", "abort", "unfinished") for r in rows)
     assert (tmp_path / "hunting.png").is_file()
 
-    out = tmp_path / "neurons.csv"
-    assert main(["analyse", "neurons", str(trained_run / "logs" / "eval_model"),
-                 "-o", str(out)]) == 0
-    with open(out, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 64 and "energy" in rows[0] and "bout_SCS" in rows[0]
-    values = np.array([float(r["energy"]) for r in rows])
-    assert np.isfinite(values).all() and np.abs(values).max() <= 1.0
-    assert iio.imread(tmp_path / "neurons.png").shape[0] > 400
     # A random-policy log has no LSTM state: a one-line error.
     assert main(["analyse", "neurons", str(random_logs)]) == 2
     assert "no actor_state" in capsys.readouterr().err
 
 
-def test_report_is_one_self_contained_page(trained_run, tmp_path):
-    out = tmp_path / "report.html"
-    assert main(["report", str(trained_run), "-o", str(out), "-q"]) == 0
-    page = out.read_text()
-    assert page.count("data:image/png;base64,") >= 4  # curves, trajectories, bouts, hunting
-    assert "Learning curves" in page and "Hunting" in page and "arena.width" in page
-    video = tmp_path / "report_episode.mp4"
-    assert f'href="{video.name}"' in page and len(_frames(video)) > 1
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["render", "{missing}", "-o", "{tmp}/x.mp4"], "no such file"),
+        (["render", "{missing}", "-o", "{tmp}/x.mp4"], "absent: no such episode file"),
         (["render", "{text}", "-o", "{tmp}/x.mp4"], "not a readable HDF5 file"),
         (["render", "{other}", "-o", "{tmp}/x.mp4"], "not a SimFish episode log"),
         (["render", "{episode}", "-o", "{tmp}/x.gif"], "must be an .mp4"),
         (["render", "{episode}", "-o", "{tmp}/x.mp4", "--steps", "50:60"], "no time points"),
         (["render", "{episode}", "-o", "{tmp}/x.mp4", "--steps", "a-b"], "--steps must be A:B"),
-        (["plot", "trajectories", "{missing}", "-o", "{tmp}/t.png"], "no such file"),
+        (["plot", "trajectories", "{missing}", "-o", "{tmp}/t.png"], "absent: no such file"),
         (["plot", "trajectories", "{tmp}", "-o", "{tmp}/t.png"], "no episode files"),
         (["plot", "training", "{tmp}", "-o", "{tmp}/t.png"], "no episodes.csv"),
         (["analyse", "hunting", "{other}"], "not a SimFish episode log"),

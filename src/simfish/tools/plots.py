@@ -379,8 +379,7 @@ def plot_neurons(names: Sequence[str], corr: np.ndarray, out: str | os.PathLike)
     units = corr.shape[0]
     fig = _figure(max(8, 0.36 * len(names) + 2.5), max(5, 0.13 * units + 2.2))
     ax = fig.subplots()
-    cmap = _cmap("RdBu_r").copy()
-    cmap.set_bad("0.8")
+    cmap = _cmap("RdBu_r").with_extremes(bad="0.8")
     im = ax.imshow(np.ma.masked_invalid(corr), cmap=cmap, vmin=-1, vmax=1, aspect="auto",
                    interpolation="nearest")
     ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=8)

@@ -152,14 +152,12 @@ def _sediment_image(episode: dict[str, Any], path: Path, width: int, height: int
     from simfish.io.logs import EpisodeLogError, sediment_from_episode
 
     record = episode.get("sediment")
-    if record is None:
-        return None
     if isinstance(record, np.ndarray):  # an image stored in the log ([H, W] or [1, H, W])
         image = np.asarray(record, np.float64).reshape(record.shape[-2:])
     else:
         try:
             sediment = sediment_from_episode(episode)
-        except EpisodeLogError as err:
+        except (EpisodeLogError, KeyError, TypeError, ValueError) as err:
             log.info("%s: no sediment drawn (%s)", path, err)
             return None
         if isinstance(sediment, np.ndarray):

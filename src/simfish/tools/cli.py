@@ -199,6 +199,84 @@ def _show_eyes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from simfish.tools.episodes import actions_for
+    from simfish.tools.render import render_episode
+
+    result = render_episode(
+        args.episode, args.output, crop_px=args.crop_px, fps=args.fps, steps=args.steps,
+        png_every=args.png_every, actions=actions_for(args.episode, args.actions),
+        progress=not args.quiet,
+    )
+    print(f"wrote {result.path}: {result.frames} frames of {result.size[0]}x{result.size[1]} "
+          f"at {args.fps} fps in {result.seconds:.1f} s"
+          + (f"; {len(result.pngs)} PNG frames beside it" if result.pngs else ""))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from simfish.tools import plots
+    from simfish.tools.episodes import actions_for, read_episodes
+
+    if args.what == "training":
+        path = plots.plot_training(args.paths, args.output, window=args.window)
+    else:
+        if len(args.paths) != 1:
+            raise SimFishError(f"plot {args.what} takes one episode folder, got {len(args.paths)}")
+        episodes = read_episodes(args.paths[0], label=args.label)
+        if args.what == "trajectories":
+            path = plots.plot_trajectories(episodes, args.output, title=str(args.paths[0]))
+        else:
+            path = plots.plot_bouts(episodes, actions_for(args.paths[0], args.actions),
+                                    args.output, before=args.before)
+    print(f"wrote {path}")
+    return 0
+
+
+def _actions(args: argparse.Namespace) -> int:
+    from simfish.tools import plots
+    from simfish.tools.episodes import actions_for
+
+    path = plots.plot_actions(actions_for(None, args.actions), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from simfish.tools import analysis, plots
+    from simfish.tools.episodes import actions_for, read_episodes
+
+    episodes = read_episodes(args.path, label=args.label)
+    actions = actions_for(args.path, args.actions)
+    stem = Path(args.output) if args.output else None
+    if args.what == "hunting":
+        sequences = analysis.analyse_hunting(
+            episodes, actions, max_distance_mm=args.max_distance_mm,
+            max_azimuth_deg=args.max_azimuth_deg, min_bouts=args.min_bouts)
+        csv_path = stem or Path("hunting.csv")
+        analysis.write_csv(csv_path, analysis.hunting_rows(sequences), analysis.HUNTING_FIELDS)
+        figure = plots.plot_hunting(sequences, csv_path.with_suffix(".png"))
+        print(analysis.hunting_table(analysis.hunting_summary(sequences)))
+        print(f"wrote {csv_path} (one row per bout) and {figure}")
+    else:
+        names, corr = analysis.neuron_correlations(episodes, actions)
+        csv_path = stem or Path("neurons.csv")
+        analysis.write_csv(csv_path, analysis.neuron_rows(names, corr), ["unit", *names])
+        figure = plots.plot_neurons(names, corr, csv_path.with_suffix(".png"))
+        print(f"{corr.shape[0]} units x {len(names)} variables from {len(episodes)} episodes; "
+              f"wrote {csv_path} and {figure}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from simfish.tools.report import build_report
+
+    path = build_report(args.run_dir, args.output, label=args.label, video=not args.no_video,
+                        progress=not args.quiet)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 _COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = MappingProxyType(
     {
         "config": _config_show,
@@ -208,6 +286,11 @@ _COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = MappingProxyType(
         "evaluate": _evaluate,
         "stimulus": _stimulus,
         "show-eyes": _show_eyes,
+        "render": _render,
+        "plot": _plot,
+        "actions": _actions,
+        "analyse": _analyse,
+        "report": _report,
     }
 )
 
@@ -336,6 +419,63 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exploration rate (default: the run's evaluation_epsilon)")
     p.add_argument("--sediment", choices=("image", "record"), default="image",
                    help="log the sediment as an image (default) or only what regenerates it")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("render", help="render an episode log to an MP4 video (needs [video])")
+    p.add_argument("episode", metavar="EPISODE.hdf5", help="an episode log (logs_<k>.hdf5)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    p.add_argument("--crop-px", type=float, default=600.0,
+                   help="width of the view around the fish, arena px (10 px = 1 mm; default 600)")
+    p.add_argument("--fps", type=_positive_int, default=15, help="frames per second (default 15)")
+    p.add_argument("--steps", default=None, metavar="A:B",
+                   help="time points to render, a Python slice of 0..T (default: all)")
+    p.add_argument("--png-every", type=_positive_int, default=None, metavar="K",
+                   help="also save every K-th frame as OUT_<t>.png")
+    p.add_argument("--actions", default=None, metavar="FILE",
+                   help="action set (.h5 or .json; default: the run's actions.h5, else built-in)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("plot", help="figures of a run: trajectories, training, bouts (needs [plots])")
+    p.add_argument("what", choices=["trajectories", "training", "bouts"])
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="trajectories/bouts: RUN_DIR/logs/LABEL (or one episode file); "
+                        "training: one or more run directories")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="PNG to write")
+    p.add_argument("--label", default=None, help="label under RUN_DIR/logs/ when PATH is a run")
+    p.add_argument("--window", type=_positive_int, default=None,
+                   help="training: moving-average window in episodes (default: 1/25 of them)")
+    p.add_argument("--before", type=_positive_int, default=5,
+                   help="bouts: bouts counted up to each capture / escape (default 5)")
+    p.add_argument("--actions", default=None, metavar="FILE", help="action set (.h5 or .json)")
+
+    p = sub.add_parser("actions", help="the action set: plot its distance/angle distributions")
+    p.add_argument("action", choices=["plot"])
+    p.add_argument("--actions", default=None, metavar="FILE",
+                   help="action set (.h5 or .json; default: built-in)")
+    p.add_argument("-o", "--output", default="actions.png", metavar="OUT.png")
+
+    p = sub.add_parser("analyse", help="hunting sequences vs larval data, or LSTM unit tuning")
+    p.add_argument("what", choices=["hunting", "neurons"])
+    p.add_argument("path", metavar="PATH", help="RUN_DIR/logs/LABEL, a run directory or a file")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.csv",
+                   help="CSV to write (default hunting.csv / neurons.csv); the figure goes "
+                        "beside it as OUT.png")
+    p.add_argument("--label", default=None, help="label under RUN_DIR/logs/ when PATH is a run")
+    p.add_argument("--actions", default=None, metavar="FILE", help="action set (.h5 or .json)")
+    p.add_argument("--max-distance-mm", type=float, default=10.0,
+                   help="hunting: a prey farther than this is not a target (default 10)")
+    p.add_argument("--max-azimuth-deg", type=float, default=90.0,
+                   help="hunting: a prey beyond +-this azimuth is not a target (default 90)")
+    p.add_argument("--min-bouts", type=_positive_int, default=2,
+                   help="hunting: shortest aborted sequence kept (default 2)")
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a run")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.html",
+                   help="page to write (default RUN_DIR/report.html)")
+    p.add_argument("--label", default=None, help="evaluation label shown (default: eval_model "
+                                                 "or the only one)")
+    p.add_argument("--no-video", action="store_true", help="do not render an example episode")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 

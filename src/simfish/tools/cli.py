@@ -86,16 +86,31 @@ def _train(args: argparse.Namespace) -> int:
     training = training_profile(args.profile or "users", options) if fresh else None
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
-    summary = train(
-        args.run_dir,
-        env_config=env_config,
-        training=training,
-        num_steps=args.steps,
-        seed=args.seed,
-        progress=not args.quiet,
-        overlap=not args.alternate,
-        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
-    )
+    max_seconds = None if args.max_minutes is None else args.max_minutes * 60
+    if args.distributed:
+        from simfish_rl.distributed import train_distributed
+
+        summary = train_distributed(
+            args.run_dir,
+            env_config=env_config,
+            training=training,
+            num_steps=args.steps,
+            seed=args.seed,
+            options=_ray_options(args, training or run.load()[2]),
+            progress=not args.quiet,
+            max_seconds=max_seconds,
+        )
+    else:
+        summary = train(
+            args.run_dir,
+            env_config=env_config,
+            training=training,
+            num_steps=args.steps,
+            seed=args.seed,
+            progress=not args.quiet,
+            overlap=not args.alternate,
+            max_seconds=max_seconds,
+        )
     state = "interrupted" if summary["interrupted"] else "done"
     print(
         f"{state}: {summary['env_steps']} env steps, {summary['learner_steps']} learner steps, "
@@ -103,22 +118,33 @@ def _train(args: argparse.Namespace) -> int:
         f"{summary['recent_return']:.2f}, prey caught {summary['recent_prey_caught']:.2f}; "
         f"run directory {summary['run_dir']}"
     )
+    if args.distributed:
+        rates = ", ".join(f"{r:.0f}" for r in summary["actor_env_steps_per_second"])
+        print(f"  actor env steps/s: {rates}; actor restarts {summary['actor_restarts']}, "
+              f"learner restarts {summary['learner_restarts']}")
     return 0
+
+
+def _ray_options(args: argparse.Namespace, training):
+    """``RayOptions`` from --ray-address, --actors and --envs-per-actor."""
+    from simfish_rl.distributed import RayOptions
+
+    envs = args.envs_per_actor if args.envs_per_actor is not None else training.num_envs
+    return RayOptions(address=args.ray_address, num_actors=args.actors, envs_per_actor=envs)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from simfish_rl.eval_simfish_agent import eval_agent
 
-    summaries = eval_agent(
-        args.config,
-        args.run_dir,
-        num_episodes=args.episodes,
-        log_subdir=args.label,
-        seed=args.seed,
-        epsilon=args.epsilon,
-        overrides=_overrides(args),
-        progress=not args.quiet,
-    )
+    kwargs = dict(num_episodes=args.episodes, log_subdir=args.label, seed=args.seed,
+                  epsilon=args.epsilon, overrides=_overrides(args), progress=not args.quiet)
+    if args.distributed:
+        from simfish_rl.distributed import RayOptions, evaluate_distributed
+
+        options = RayOptions(address=args.ray_address, num_actors=args.actors)
+        summaries = evaluate_distributed(args.config, args.run_dir, options=options, **kwargs)
+    else:
+        summaries = eval_agent(args.config, args.run_dir, **kwargs)
     returns = [s["episode_return"] for s in summaries]
     lengths = [s["episode_length"] for s in summaries]
     print(
@@ -263,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed; the default overlaps them on two threads, ~13%% faster)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes")
+    _add_distributed_options(p, "actor processes", default_actors=2)
+    p.add_argument("--envs-per-actor", type=_positive_int, default=None,
+                   help="with --distributed: worlds each actor process steps (default: the "
+                        "training option num_envs)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="play episodes with a trained agent, logging them to HDF5")
@@ -277,8 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epsilon", type=float, default=None,
                    help="exploration rate (default: the run's evaluation_epsilon)")
+    _add_distributed_options(p, "workers the episodes are spread over", default_actors=2)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_distributed_options(p: argparse.ArgumentParser, what: str, default_actors: int) -> None:
+    p.add_argument("--distributed", action="store_true",
+                   help="run on Ray (pip install 'simfish[distributed]'; see docs/distributed.md)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="with --distributed: the Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--actors", type=_positive_int, default=default_actors,
+                   help=f"with --distributed: {what} (default {default_actors})")
 
 
 def _positive_int(text: str) -> int:

@@ -596,8 +596,6 @@ class _Driver:
         reference in use (a new one if the learner had to be restored).
         """
         exc = self.ray.exceptions
-        if not self._params_ok(params_ref):
-            params_ref = self.learner.params.remote()
         pending = {k: a.collect.options(num_returns=2).remote(params_ref, round_index)
                    for k, a in enumerate(self.actors)}
         refs: list = [None] * len(self.actors)

@@ -39,18 +39,26 @@ KILL_AT = 100
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def jax_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.fixture(scope="module")
+def ray_local(jax_cache):
+    # Every worker of this Ray (the evaluation tasks too) shares the compilation cache.
+    env_vars = {"JAX_COMPILATION_CACHE_DIR": jax_cache,
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             _node_ip_address="127.0.0.1", log_to_driver=False)
+             _node_ip_address="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": env_vars})
     yield
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def options(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("jax_cache")
+def options(jax_cache):
     return RayOptions(num_actors=2, envs_per_actor=2, actor_cpus=0.5, learner_cpus=0.5,
-                      jax_cache_dir=str(cache))
+                      jax_cache_dir=jax_cache)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +146,10 @@ def test_resume_continues_from_the_checkpoint(killed_run, options):
     assert record["env_steps"] == resumed["env_steps"]
 
 
-def test_bad_options_are_one_line_errors():
+def test_bad_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(DistributedError, match="--actors"):
         RayOptions(num_actors=0)
+    rc = main(["train", "--run-dir", str(tmp_path / "r"), "--actors", "3"])
+    assert rc == 2
+    assert "--actors need --distributed" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

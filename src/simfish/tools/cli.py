@@ -19,6 +19,9 @@ from simfish.errors import SimFishError
 
 log = logging.getLogger("simfish")
 
+#: Ray actor processes (train) or workers (evaluate) when --actors is not given.
+DEFAULT_ACTORS = 2
+
 def _overrides(args: argparse.Namespace) -> dict:
     from simfish.config import parse_override
 
@@ -75,6 +78,7 @@ def _train(args: argparse.Namespace) -> int:
     from simfish_rl.config import training_profile
     from simfish_rl.training import RunDir, train
 
+    _check_distributed(args)
     run = RunDir(Path(args.run_dir))
     env_config = _load(args) if (args.config or not run.exists()) else None
     if env_config is None and args.set:
@@ -130,18 +134,30 @@ def _ray_options(args: argparse.Namespace, training):
     from simfish_rl.distributed import RayOptions
 
     envs = args.envs_per_actor if args.envs_per_actor is not None else training.num_envs
-    return RayOptions(address=args.ray_address, num_actors=args.actors, envs_per_actor=envs)
+    return RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS,
+                      envs_per_actor=envs)
+
+
+def _check_distributed(args: argparse.Namespace) -> None:
+    """Ray options without --distributed are an error, not silently ignored."""
+    given = [flag for flag, value in (("--ray-address", args.ray_address),
+                                      ("--actors", args.actors),
+                                      ("--envs-per-actor", getattr(args, "envs_per_actor", None)))
+             if value is not None]
+    if given and not args.distributed:
+        raise SimFishError(f"{', '.join(given)} need --distributed")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from simfish_rl.eval_simfish_agent import eval_agent
 
+    _check_distributed(args)
     kwargs = dict(num_episodes=args.episodes, log_subdir=args.label, seed=args.seed,
                   epsilon=args.epsilon, overrides=_overrides(args), progress=not args.quiet)
     if args.distributed:
         from simfish_rl.distributed import RayOptions, evaluate_distributed
 
-        options = RayOptions(address=args.ray_address, num_actors=args.actors)
+        options = RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS)
         summaries = evaluate_distributed(args.config, args.run_dir, options=options, **kwargs)
     else:
         summaries = eval_agent(args.config, args.run_dir, **kwargs)
@@ -289,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed; the default overlaps them on two threads, ~13%% faster)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="stop (with a checkpoint) after this many minutes")
-    _add_distributed_options(p, "actor processes", default_actors=2)
+    _add_distributed_options(p, "actor processes")
     p.add_argument("--envs-per-actor", type=_positive_int, default=None,
                    help="with --distributed: worlds each actor process steps (default: the "
                         "training option num_envs)")
@@ -307,18 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epsilon", type=float, default=None,
                    help="exploration rate (default: the run's evaluation_epsilon)")
-    _add_distributed_options(p, "workers the episodes are spread over", default_actors=2)
+    _add_distributed_options(p, "workers the episodes are spread over")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
 
-def _add_distributed_options(p: argparse.ArgumentParser, what: str, default_actors: int) -> None:
+def _add_distributed_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="run on Ray (pip install 'simfish[distributed]'; see docs/distributed.md)")
     p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                    help="with --distributed: the Ray cluster to join (default: start a local Ray)")
-    p.add_argument("--actors", type=_positive_int, default=default_actors,
-                   help=f"with --distributed: {what} (default {default_actors})")
+    p.add_argument("--actors", type=_positive_int, default=None,
+                   help=f"with --distributed: {what} (default {DEFAULT_ACTORS})")
 
 
 def _positive_int(text: str) -> int:

@@ -70,8 +70,10 @@ log = logging.getLogger(__name__)
 MAX_LEARNER_LAG = 2
 #: Restarts Ray grants each actor process and the learner process.
 MAX_RESTARTS = 100
-#: Times the driver re-asks one actor for a chunk in one round before giving up.
+#: Times the driver retries a learner call that failed because the learner died.
 MAX_CHUNK_RETRIES = 5
+#: Seconds the driver waits for Ray to bring a lost actor process back.
+ACTOR_RESTART_TIMEOUT = 600.0
 
 
 class DistributedError(SimFishError):
@@ -551,10 +553,20 @@ class _Driver:
 
     def _restore_learner(self) -> None:
         """Gives a (new or restarted) learner process the latest checkpoint."""
-        if self.checkpoint_data is not None:
-            data, learner_steps = self.checkpoint_data
-            self.ray.get(self.learner.restore.remote(data, learner_steps))
-        self.learner_pid = self.ray.get(self.learner.pid.remote())
+        deadline = time.time() + ACTOR_RESTART_TIMEOUT
+        while True:
+            try:
+                if self.checkpoint_data is not None:
+                    data, learner_steps = self.checkpoint_data
+                    self.ray.get(self.learner.restore.remote(data, learner_steps))
+                self.learner_pid = self.ray.get(self.learner.pid.remote())
+                return
+            except self.ray.exceptions.ActorUnavailableError as err:  # still restarting
+                if time.time() > deadline:
+                    raise DistributedError(
+                        f"the learner did not come back within {ACTOR_RESTART_TIMEOUT:.0f} s"
+                    ) from err
+                time.sleep(0.5)
 
     def _learner_lost(self, err: Exception) -> None:
         self.learner_restarts += 1
@@ -600,7 +612,7 @@ class _Driver:
                    for k, a in enumerate(self.actors)}
         refs: list = [None] * len(self.actors)
         infos: list = [None] * len(self.actors)
-        retries = [0] * len(self.actors)
+        lost_since: dict[int, float] = {}
         while pending:
             for k, (steps_ref, info_ref) in list(pending.items()):
                 try:
@@ -613,13 +625,20 @@ class _Driver:
                         pending[k] = self.actors[k].collect.options(num_returns=2).remote(
                             params_ref, round_index)
                         continue
-                    retries[k] += 1
-                    self.actor_restarts += 1
-                    if retries[k] > MAX_CHUNK_RETRIES:
+                    now = time.time()
+                    if k not in lost_since:
+                        # First failure of this actor in this round: it died; later
+                        # failures (ActorUnavailableError) mean Ray is still restarting it.
+                        lost_since[k] = now
+                        self.actor_restarts += 1
+                        log.warning("actor process %d (pid %s) lost (%s); Ray restarts it and "
+                                    "the run goes on", k, self.actor_pids[k], type(err).__name__)
+                    elif now - lost_since[k] > ACTOR_RESTART_TIMEOUT:
                         raise DistributedError(
-                            f"actor {k} failed {MAX_CHUNK_RETRIES} times in one round") from err
-                    log.warning("actor process %d (pid %s) lost (%s); Ray restarts it and the "
-                                "run goes on", k, self.actor_pids[k], type(err).__name__)
+                            f"actor {k} did not come back within {ACTOR_RESTART_TIMEOUT:.0f} s "
+                            f"of being lost ({type(err).__name__}: {err})") from err
+                    else:
+                        time.sleep(0.5)
                     pending[k] = self.actors[k].collect.options(num_returns=2).remote(
                         params_ref, round_index)
         for k, info in enumerate(infos):

@@ -60,6 +60,13 @@ log = logging.getLogger(__name__)
 EPISODE_FIELDS = ("env_steps", "world", "epsilon", *EPISODE_METRIC_NAMES)
 """Columns of ``episodes.csv``: when and where, then ``simfish.wrappers.metrics``."""
 
+#: Columns of metrics.csv (the distributed trainer appends its own after these).
+METRICS_FIELDS = (
+    "time", "env_steps", "learner_steps", "episodes", "env_steps_per_second",
+    "learner_steps_per_second", "replay_size", "recent_return", "recent_prey_caught",
+    "loss", "mirrored_loss",
+)
+
 
 #: With ``overlap``, how many learner steps acting may run ahead of learning.
 MAX_LEARNER_LAG = 2
@@ -238,12 +245,7 @@ class _TrainingLoop:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self.episodes_csv = _CsvLog(run.path / "episodes.csv", EPISODE_FIELDS)
-        self.metrics_csv = _CsvLog(
-            run.path / "metrics.csv",
-            ("time", "env_steps", "learner_steps", "episodes", "env_steps_per_second",
-             "learner_steps_per_second", "replay_size", "recent_return", "recent_prey_caught",
-             "loss", "mirrored_loss"),
-        )
+        self.metrics_csv = _CsvLog(run.path / "metrics.csv", METRICS_FIELDS)
         self.tb = _tensorboard(run.path / "tensorboard")
 
     # -- pieces ---------------------------------------------------------------

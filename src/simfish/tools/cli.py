@@ -19,6 +19,9 @@ from simfish.errors import SimFishError
 
 log = logging.getLogger("simfish")
 
+#: Ray actor processes (train) or workers (evaluate) when --actors is not given.
+DEFAULT_ACTORS = 2
+
 def _overrides(args: argparse.Namespace) -> dict:
     from simfish.config import parse_override
 
@@ -88,6 +91,7 @@ def _train(args: argparse.Namespace) -> int:
     from simfish_rl.config import training_profile
     from simfish_rl.training import RunDir, train
 
+    _check_distributed(args)
     run = RunDir(Path(args.run_dir))
     env_config = _load(args) if (args.config or not run.exists()) else None
     if env_config is None and args.set:
@@ -111,7 +115,20 @@ def _train(args: argparse.Namespace) -> int:
     if run.exists() and run.progress() is not None:
         print(f"resuming {run.path} from env step {run.progress()['env_steps']}")
     max_seconds = None if args.max_minutes is None else args.max_minutes * 60
-    if device_loop:
+    if args.distributed:
+        from simfish_rl.distributed import train_distributed
+
+        summary = train_distributed(
+            args.run_dir,
+            env_config=env_config,
+            training=training,
+            num_steps=args.steps,
+            seed=args.seed,
+            options=_ray_options(args, training or run.load()[2]),
+            progress=not args.quiet,
+            max_seconds=max_seconds,
+        )
+    elif device_loop:
         from simfish_rl.device_loop import train_device_loop
 
         summary = train_device_loop(
@@ -137,24 +154,46 @@ def _train(args: argparse.Namespace) -> int:
         f"{summary['recent_return']:.2f}, prey caught {summary['recent_prey_caught']:.2f}; "
         f"run directory {summary['run_dir']}"
     )
+    if args.distributed:
+        rates = ", ".join(f"{r:.0f}" for r in summary["actor_env_steps_per_second"])
+        print(f"  actor env steps/s: {rates}; actor restarts {summary['actor_restarts']}, "
+              f"learner restarts {summary['learner_restarts']}")
     return 0
+
+
+def _ray_options(args: argparse.Namespace, training):
+    """``RayOptions`` from --ray-address, --actors and --envs-per-actor."""
+    from simfish_rl.distributed import RayOptions
+
+    envs = args.envs_per_actor if args.envs_per_actor is not None else training.num_envs
+    return RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS,
+                      envs_per_actor=envs)
+
+
+def _check_distributed(args: argparse.Namespace) -> None:
+    """Ray options without --distributed are an error, not silently ignored."""
+    given = [flag for flag, value in (("--ray-address", args.ray_address),
+                                      ("--actors", args.actors),
+                                      ("--envs-per-actor", getattr(args, "envs_per_actor", None)))
+             if value is not None]
+    if given and not args.distributed:
+        raise SimFishError(f"{', '.join(given)} need --distributed")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from simfish_rl.eval_simfish_agent import eval_agent
 
-    summaries = eval_agent(
-        args.config,
-        args.run_dir,
-        num_episodes=args.episodes,
-        log_subdir=args.label,
-        seed=args.seed,
-        epsilon=args.epsilon,
-        overrides=_overrides(args),
-        progress=not args.quiet,
-        sediment=args.sediment,
-        num_parallel=args.parallel,
-    )
+    _check_distributed(args)
+    kwargs = dict(num_episodes=args.episodes, log_subdir=args.label, seed=args.seed,
+                  epsilon=args.epsilon, overrides=_overrides(args), progress=not args.quiet)
+    if args.distributed:
+        from simfish_rl.distributed import RayOptions, evaluate_distributed
+
+        options = RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS)
+        summaries = evaluate_distributed(args.config, args.run_dir, options=options, **kwargs)
+    else:
+        summaries = eval_agent(args.config, args.run_dir, sediment=args.sediment,
+                               num_parallel=args.parallel, **kwargs)
     returns = [s["episode_return"] for s in summaries]
     lengths = [s["episode_length"] for s in summaries]
     print(
@@ -401,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations-per-call", type=_positive_int, default=10,
                    help="device loop: iterations (sequence_period x num_envs env steps "
                         "each) per compiled call (default 10)")
+    _add_distributed_options(p, "actor processes")
+    p.add_argument("--envs-per-actor", type=_positive_int, default=None,
+                   help="with --distributed: worlds each actor process steps (default: the "
+                        "training option num_envs)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="play episodes with a trained agent, logging them to HDF5")
@@ -419,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exploration rate (default: the run's evaluation_epsilon)")
     p.add_argument("--sediment", choices=("image", "record"), default="image",
                    help="log the sediment as an image (default) or only what regenerates it")
+    _add_distributed_options(p, "workers the episodes are spread over")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("render", help="render an episode log to an MP4 video (needs [video])")
@@ -478,6 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="do not render an example episode")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
+
+
+def _add_distributed_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--distributed", action="store_true",
+                   help="run on Ray (pip install 'simfish[distributed]'; see docs/distributed.md)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="with --distributed: the Ray cluster to join (default: start a local Ray)")
+    p.add_argument("--actors", type=_positive_int, default=None,
+                   help=f"with --distributed: {what} (default {DEFAULT_ACTORS})")
 
 
 def _positive_int(text: str) -> int:

@@ -265,7 +265,7 @@ class DeviceLoop:
 
 
 class _CheckpointSource:
-    """What ``RunDir.save_checkpoint`` needs from a learner: ``steps`` and ``save(path)``."""
+    """What ``RunDir.save_checkpoint`` needs from a learner: ``steps`` and ``save()``."""
 
     def __init__(self, training_state: TrainingState):
         self._state = jax.device_get(training_state)
@@ -275,9 +275,11 @@ class _CheckpointSource:
         """SGD steps done."""
         return int(self._state.steps)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes the learner checkpoint (``save_training_state``)."""
-        save_training_state(path, self._state)
+    def save(self, path: str | os.PathLike | None = None) -> TrainingState:
+        """The host copy of the learner state; also written to ``path`` if given."""
+        if path is not None:
+            save_training_state(path, self._state)
+        return self._state
 
 
 def _open_run(run_dir, env_config, training, seed, actions):

@@ -61,7 +61,6 @@ import numpy as np
 from simfish.config import SimFishConfig
 from simfish.errors import SimFishError
 from simfish.io.actions import Actions
-from simfish.io.atomic import atomic_write_bytes
 from simfish_rl.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -384,8 +383,9 @@ class LearnerWorker:
         with self._lock:
             return jax.device_get(self._agent.learner.params)
 
-    def checkpoint(self) -> tuple[bytes, int, int]:
-        """The full learner state as ``.npz`` bytes, its SGD steps and learner steps."""
+    def checkpoint(self) -> tuple[Any, bytes, int, int]:
+        """The full learner state (host arrays), the same as ``.npz`` bytes, and its
+        SGD steps and learner steps."""
         from simfish_rl.simfish_r2d2_learner import save_training_state
 
         with self._lock:
@@ -394,7 +394,7 @@ class LearnerWorker:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "learner.npz"
             save_training_state(path, state)
-            return path.read_bytes(), sgd_steps, learner_steps
+            return state, path.read_bytes(), sgd_steps, learner_steps
 
     def restore(self, data: bytes, learner_steps: int) -> None:
         """Restores the learner from checkpoint bytes (replay stays as it is)."""
@@ -411,16 +411,16 @@ class LearnerWorker:
         self._thread.join(timeout=30)
 
 
-class _CheckpointBytes:
-    """What ``RunDir.save_checkpoint`` needs from a learner: ``steps`` and ``save(path)``."""
+class _CheckpointState:
+    """What ``RunDir.save_checkpoint`` needs from a learner: ``steps`` and ``save()``."""
 
-    def __init__(self, data: bytes, sgd_steps: int):
-        self._data = data
+    def __init__(self, state: Any, sgd_steps: int):
+        self._state = state
         self.steps = sgd_steps
 
-    def save(self, path: Path) -> None:
-        """Writes the checkpoint bytes to ``path`` (atomic, synced)."""
-        atomic_write_bytes(path, self._data, sync=True)
+    def save(self) -> Any:
+        """The learner state (host arrays) that the run directory checks and writes."""
+        return self._state
 
 
 # ---------------------------------------------------------------------------
@@ -671,9 +671,9 @@ class _Driver:
                         self.tb.add_scalar(f"episode/{name}", row[name], row["env_steps"])
 
     def _checkpoint(self) -> None:
-        data, sgd_steps, learner_steps = self._learner_call("checkpoint")
+        state, data, sgd_steps, learner_steps = self._learner_call("checkpoint")
         self.counts["learner_steps"] = learner_steps
-        path = self.run_dir.save_checkpoint(_CheckpointBytes(data, sgd_steps), dict(self.counts))
+        path = self.run_dir.save_checkpoint(_CheckpointState(state, sgd_steps), dict(self.counts))
         self.checkpoint_data = (data, learner_steps)
         log.info("checkpoint %s at %d env steps", path.name, self.counts["env_steps"])
 
@@ -816,20 +816,21 @@ class _Driver:
 
 def _evaluate_episodes(env_config, actions, params, seed: int, epsilon: float,
                        num_episodes: int) -> list[dict]:
-    """Plays ``num_episodes`` in one worker; returns their summaries (for the driver to write)."""
-    import jax
+    """Plays ``num_episodes`` in one worker; returns their summaries (for the driver to write).
 
+    The worker runs the same engine as ``eval_agent`` (``ParallelEvaluator``), so
+    its summaries hold the same datasets.
+    """
     from simfish.wrappers.base_environment import BaseEnvironment
-    from simfish_rl.eval_simfish_agent import RecurrentQActor, StateEnvLoop
     from simfish_rl.hdf5_logger import EnvInfoKeep
+    from simfish_rl.parallel_eval import ParallelEvaluator
     from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
 
     env = BaseEnvironment(env_config, actions, seed=seed)
     networks = make_r2d2_networks(environment_spec_from_env(env))
-    actor = RecurrentQActor(networks.apply, networks.initial_state, params,
-                            jax.random.PRNGKey(seed), epsilon=epsilon)
-    loop = StateEnvLoop(env, actor, should_update=False, observers=[EnvInfoKeep()])
-    return [loop.run_episode() for _ in range(num_episodes)]
+    evaluator = ParallelEvaluator(env, networks.apply, networks.initial_state, params, epsilon,
+                                  num_worlds=1)
+    return list(evaluator.run(num_episodes, seed, observers=[EnvInfoKeep()]))
 
 
 def evaluate_distributed(
@@ -890,6 +891,7 @@ def evaluate_distributed(
                       disable=not progress) as bar:
                 for ref in refs:  # in worker order, so file numbers follow the seeds
                     for summary in ray.get(ref):
+                        summary["actor_steps"] = np.int64(record["env_steps"])
                         logger.write(summary)
                         summaries.append(summary)
                         bar.update(1)

@@ -137,8 +137,8 @@ class SimFishEnv:
     def info(self, state: EnvState) -> dict[str, jax.Array]:
         """Per-step info: positions and events.
 
-        Dead prey are NaN; an absent predator is at (0, 0), as in the users'
-        files, and ``predator_present`` says whether one is there.
+        Dead prey and an absent predator are NaN; ``predator_present`` says
+        whether a predator is there (the logs write an absent one as 0).
         """
         nan = jnp.float32(jnp.nan)
         present = state.predator.present
@@ -148,8 +148,8 @@ class SimFishEnv:
             "fish_angle": state.fish.angle,
             "prey_x": jnp.where(state.prey.alive, state.prey.x, nan),
             "prey_y": jnp.where(state.prey.alive, state.prey.y, nan),
-            "predator_x": jnp.where(present, state.predator.x, 0.0),
-            "predator_y": jnp.where(present, state.predator.y, 0.0),
+            "predator_x": jnp.where(present, state.predator.x, nan),
+            "predator_y": jnp.where(present, state.predator.y, nan),
             "predator_present": present,
             "event_consumed_prey": state.last_events.prey_caught,
             "event_survived_predator": state.last_events.attacks_avoided > 0,

@@ -201,11 +201,15 @@ def info_lists(info: Mapping[str, np.ndarray]) -> dict[str, list]:
     """``SimFishEnv.info`` of one world (numpy values) as ``get_info()`` gives it.
 
     Each value becomes a one-element list of a Python scalar; ``prey_x`` /
-    ``prey_y`` become a list of the live prey's coordinates.
+    ``prey_y`` become a list of the live prey's coordinates; an absent
+    predator is at 0 (the users' convention), as ``predator_present`` says.
     """
     out: dict[str, list] = {}
+    present = bool(np.asarray(info.get("predator_present", True)))
     for name, value in info.items():
         value = np.asarray(value)
+        if name in ("predator_x", "predator_y") and not present:
+            value = np.zeros_like(value)
         if name in ("prey_x", "prey_y"):
             out[name] = [value[~np.isnan(value)].astype(float).tolist()]
         elif value.dtype == bool:

@@ -73,22 +73,27 @@ MAX_LEARNER_LAG = 2
 
 
 class _CsvLog:
-    """Appends dict rows to a CSV file (header written once)."""
+    """Appends dict rows to a CSV file (header written once).
+
+    The file is opened for each row and closed at once, so no handle is left
+    open on any exit path (an exception, Ctrl-C, a worker that dies).
+    """
 
     def __init__(self, path: Path, fields: tuple[str, ...]):
+        self._path = path
         self._fields = fields
-        new = not path.exists() or path.stat().st_size == 0
-        self._file = open(path, "a", newline="")  # noqa: SIM115 (closed in close())
-        self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
-        if new:
-            self._writer.writeheader()
+        if not path.exists() or path.stat().st_size == 0:
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields).writeheader()
 
     def write(self, row: dict) -> None:
-        self._writer.writerow({k: row.get(k, "") for k in self._fields})
-        self._file.flush()
+        """Appends one row (missing fields empty, extra keys ignored)."""
+        with open(self._path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            writer.writerow({k: row.get(k, "") for k in self._fields})
 
     def close(self) -> None:
-        self._file.close()
+        """Nothing to release (kept so callers can close every log alike)."""
 
 
 def _tensorboard(path: Path):

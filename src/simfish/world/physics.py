@@ -438,9 +438,13 @@ def _chunked(fish, prey, track, inputs: StepInputs, params, static):
     k, n_prey = static.n_near_prey, prey.x.shape[-1]
     needs = interacting(fish, prey, inputs.prey, params, static)
     count = jnp.sum(needs.astype(jnp.int32))
-    # Interacting prey first, each group in index order (ties in a meal go to the lowest index).
-    order = jnp.argsort(~needs, stable=True).astype(jnp.int32)
-    order = jnp.concatenate([order, jnp.zeros((k,), jnp.int32)])  # room for the last slice
+    # The interacting prey's indices in increasing order (ties in a meal go to the lowest
+    # index), padded with 0 (room for the last slice): a scatter, much cheaper than a sort.
+    index = jnp.arange(n_prey, dtype=jnp.int32)
+    slot = jnp.where(needs, jnp.cumsum(needs.astype(jnp.int32)) - 1, n_prey + k + index)
+    order = jnp.zeros((n_prey + k,), jnp.int32).at[slot].set(
+        index, mode="drop", unique_indices=True
+    )
     full = coast_prey(prey, inputs.prey, params, static)
     args = (order, count, prey)
     run = functools.partial(_run_chunk, fish=fish, track=track, inputs=inputs, params=params,

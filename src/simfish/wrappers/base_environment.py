@@ -36,7 +36,17 @@ def _as_config(env_variables) -> SimFishConfig:
 
 
 def _to_numpy(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
+    return jax.device_get(tree)
+
+
+def _with_key_split(fn):
+    """``fn(*args, key)`` as ``(carried_key, *args) -> (next carried key, *fn's outputs)``."""
+
+    def split_then_call(carried, *args):
+        carried, key = jax.random.split(carried)
+        return (carried, *fn(*args, key))
+
+    return split_then_call
 
 
 class BaseEnvironment(dm_env.Environment):
@@ -63,8 +73,10 @@ class BaseEnvironment(dm_env.Environment):
         self.actions = as_actions(actions)
         self.env = SimFishEnv(self.config, self.actions, vision=vision)
         self.seed(seed)
-        self._reset_fn = jax.jit(self.env.reset)
-        self._step_fn = jax.jit(self.env.step)
+        # Each call splits the carried key inside the compiled function: one
+        # dispatch per step (an eager split would be a second one).
+        self._reset_fn = jax.jit(_with_key_split(self.env.reset))
+        self._step_fn = jax.jit(_with_key_split(self.env.step))
         self._info_fn = jax.jit(self.env.info)
         self._state = None
         self._reset_next = True
@@ -78,13 +90,9 @@ class BaseEnvironment(dm_env.Environment):
         self._key = jax.random.PRNGKey(seed)
         self._reset_next = True
 
-    def _next_key(self) -> jax.Array:
-        self._key, key = jax.random.split(self._key)
-        return key
-
     def reset(self) -> dm_env.TimeStep:
         """Starts a new episode and returns its FIRST time step."""
-        self._state, timestep = self._reset_fn(self._next_key())
+        self._key, self._state, timestep = self._reset_fn(self._key)
         self._reset_next = False
         return self._convert(timestep)
 
@@ -92,7 +100,7 @@ class BaseEnvironment(dm_env.Environment):
         """Takes one action; after a LAST time step (or before any reset), resets instead."""
         if self._reset_next:
             return self.reset()
-        self._state, timestep = self._step_fn(self._state, np.int32(action), self._next_key())
+        self._key, self._state, timestep = self._step_fn(self._key, self._state, np.int32(action))
         timestep = self._convert(timestep)
         self._reset_next = timestep.last()
         return timestep

@@ -32,18 +32,19 @@ def vector_rates(
     reset, step = jax.vmap(env.reset), jax.vmap(env.step)
 
     def body(carry, key):
-        state = carry
+        state, _ = carry
         k_act, k_env = jax.random.split(key)
         action = jax.random.randint(k_act, (batch,), 0, env.num_actions, jnp.int32)
-        state, _ = step(state, action, jax.random.split(k_env, batch))
-        return state, None
+        # The time step stays in the carry: were it dropped, XLA would skip the
+        # observation (vision) entirely, since the state does not depend on it.
+        return step(state, action, jax.random.split(k_env, batch)), None
 
     @jax.jit
     def run(state, key):
         return jax.lax.scan(body, state, jax.random.split(key, chunk))[0]
 
     key = jax.random.PRNGKey(0)
-    state, _ = jax.jit(reset)(jax.random.split(key, batch))
+    state = jax.jit(reset)(jax.random.split(key, batch))
     state = jax.block_until_ready(run(state, key))  # compile + warm-up
     n_chunks = max(1, steps // chunk)
     keys = jax.block_until_ready(list(jax.random.split(key, n_chunks)))

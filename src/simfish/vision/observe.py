@@ -252,7 +252,7 @@ def poisson(key: jax.Array, lam: jax.Array) -> jax.Array:
     count = jnp.zeros_like(lam)
     for k in range(1, POISSON_INVERSION_TERMS + 1):
         count = count + (u > cdf)
-        term = term * small / k
+        term = term * (small * (1.0 / k))  # a product: a division per term is slow on CPU
         cdf = cdf + term
     z = jax.scipy.special.ndtri(u)
     # Cornish-Fisher: the (z^2 - 1) / 6 term gives the Poisson skewness 1 / sqrt(lam).

@@ -308,16 +308,26 @@ class ParallelEvaluator:
         view.show(episode["state"], episode["info"])
         for observer in observers:
             observer.observe_first(view, _host_timestep(episode["timestep"]))
-        episode_return = 0.0
-        for t in range(length):
+        # Observers that take a whole episode's arrays (EnvInfoKeep.observe_steps) get
+        # them at once; the others see the steps one by one through the view.
+        whole = [o for o in observers if callable(getattr(o, "observe_steps", None))]
+        stepwise = [o for o in observers if o not in whole]
+        for observer in whole:
+            observer.observe_steps(records.info, records.timestep, records.action, records.hidden)
+        if not stepwise:
+            view.show(final_state)  # the world as it ended, for get_metrics()
+        for t in range(length if stepwise else 0):
             ts = _host_timestep(jax.tree.map(lambda x, t=t: x[t], records.timestep))
             info = info_lists(jax.tree.map(lambda x, t=t: x[t], records.info))
             view.show(final_state if t == length - 1 else None, info)
             action = np.int32(records.action[t])
-            for observer in observers:
+            for observer in stepwise:
                 observer.observe(view, ts, action, actor_state=np.array(records.hidden[t]))
-            if ts.reward is not None:
-                episode_return += float(np.asarray(ts.reward))
+        episode_return = 0.0
+        first = records.timestep.step_type == int(dm_env.StepType.FIRST)
+        for reward, is_first in zip(records.timestep.reward.tolist(), first.tolist(), strict=True):
+            if not is_first:  # a FIRST time step has no reward
+                episode_return += reward
         counts = counter.increment(episodes=1, steps=length)
         result: dict[str, Any] = {
             "episode_length": length,

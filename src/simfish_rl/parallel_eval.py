@@ -2,11 +2,13 @@
 
 ``ParallelEvaluator`` plays episodes in ``E`` world slots inside one jitted
 ``lax.scan`` of ``chunk`` steps; a slot whose episode ended starts the next
-pending episode at the next chunk. Each step's record (the world's info, the
-time step, the action and the LSTM hidden state) comes back to the host once
-per chunk and is replayed, step by step, into ordinary observers (e.g.
-``EnvInfoKeep``) through a per-slot ``dm_env`` view, so the episode files are
-written by the same observer and logger code as a one-world loop.
+pending episode at the next chunk (one jitted reset of that world, put into
+the slot on the host). Each step's record (the world's info, the time step,
+the action and the LSTM hidden state) comes back to the host once per chunk.
+A finished episode goes to ordinary observers: as whole arrays to those with
+``observe_steps`` (``EnvInfoKeep``), step by step through a per-slot
+``dm_env`` view to the others, so the episode files are written by the same
+observer and logger code as a one-world loop.
 
 Same episode, same numbers, whatever ``E``:
 

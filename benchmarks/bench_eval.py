@@ -39,6 +39,11 @@ def make_run(path: str) -> None:
     print(f"run directory {path}")
 
 
+_STAGES = ("world reset (jitted, per episode)", "worlds + actor chunk (jitted)",
+           "hand episode to observers (all)", "  of which episode start (sediment image)",
+           "HDF5 write")
+
+
 def _stage_timers() -> dict[str, list[float]]:
     """Wraps the parallel path's stages with wall-clock timers; returns their call times."""
     import collections
@@ -93,7 +98,8 @@ def time_eval(path: str, episodes: int, parallel: int | None, label: str,
     steps = sum(s["episode_length"] for s in summaries)
     print(f"episodes {episodes} (parallel {parallel or 1}), {steps} steps: {seconds:.1f} s "
           f"({steps / seconds:.0f} env steps/s)")
-    for name, calls in times.items():
+    for name in sorted(times, key=list(_STAGES).index):
+        calls = times[name]
         print(f"  {name:<45} {sum(calls):6.1f} s in {len(calls)} calls (first {calls[0]:.1f} s)")
 
 

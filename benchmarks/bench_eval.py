@@ -9,7 +9,11 @@ Make a run directory with an untrained checkpoint once, then time ``eval_agent``
     python benchmarks/bench_eval.py time /tmp/evalrun --episodes 32 --parallel 32
     PYTHONPATH=/work/base/src python benchmarks/bench_eval.py time /tmp/evalrun --episodes 4
 
-Prints ``episodes E x steps: X s (Y env steps/s)``.
+Prints ``episodes E x steps: X s (Y env steps/s)``. ``--stages`` also prints
+where the parallel path's time goes (first call of a jitted program = its
+compilation; the sediment image is drawn when an episode is handed to the
+observers; HDF5 writing). With ``JAX_COMPILATION_CACHE_DIR=<dir>`` set, a
+second run reads the compiled programs from disk (a warm run).
 """
 
 import argparse
@@ -35,8 +39,53 @@ def make_run(path: str) -> None:
     print(f"run directory {path}")
 
 
-def time_eval(path: str, episodes: int, parallel: int | None, label: str) -> None:
+_STAGES = ("world reset (jitted, per episode)", "worlds + actor chunk (jitted)",
+           "hand episode to observers (all)", "  of which episode start (sediment image)",
+           "HDF5 write")
+
+
+def _stage_timers() -> dict[str, list[float]]:
+    """Wraps the parallel path's stages with wall-clock timers; returns their call times."""
+    import collections
+
+    import jax
+
+    from simfish_rl import hdf5_logger, parallel_eval
+
+    times: dict[str, list[float]] = collections.defaultdict(list)
+
+    def timed(owner, name, label, block=False):
+        fn = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if block:
+                jax.block_until_ready(out)
+            times[label].append(time.perf_counter() - t0)
+            return out
+
+        setattr(owner, name, wrapper)
+
+    init = parallel_eval.ParallelEvaluator.__init__
+
+    def patched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        timed(self, "_start", "world reset (jitted, per episode)", block=True)
+        timed(self, "_play", "worlds + actor chunk (jitted)", block=True)
+
+    parallel_eval.ParallelEvaluator.__init__ = patched_init
+    timed(parallel_eval.ParallelEvaluator, "_replay", "hand episode to observers (all)")
+    timed(hdf5_logger.EnvInfoKeep, "_read_episode_start", "  of which episode start (sediment image)")
+    timed(hdf5_logger.HDF5Logger, "write", "HDF5 write")
+    return times
+
+
+def time_eval(path: str, episodes: int, parallel: int | None, label: str,
+              stages: bool = False) -> None:
     from simfish_rl.eval_simfish_agent import eval_agent
+
+    times = _stage_timers() if stages else {}
 
     kwargs = {}
     if parallel is not None:
@@ -49,6 +98,9 @@ def time_eval(path: str, episodes: int, parallel: int | None, label: str) -> Non
     steps = sum(s["episode_length"] for s in summaries)
     print(f"episodes {episodes} (parallel {parallel or 1}), {steps} steps: {seconds:.1f} s "
           f"({steps / seconds:.0f} env steps/s)")
+    for name in sorted(times, key=list(_STAGES).index):
+        calls = times[name]
+        print(f"  {name:<45} {sum(calls):6.1f} s in {len(calls)} calls (first {calls[0]:.1f} s)")
 
 
 def main() -> None:
@@ -61,11 +113,12 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=32)
     p.add_argument("--parallel", type=int, default=None)
     p.add_argument("--label", default="bench")
+    p.add_argument("--stages", action="store_true", help="time the parallel path's stages")
     args = parser.parse_args()
     if args.cmd == "make-run":
         make_run(args.path)
     else:
-        time_eval(args.path, args.episodes, args.parallel, args.label)
+        time_eval(args.path, args.episodes, args.parallel, args.label, args.stages)
 
 
 if __name__ == "__main__":

@@ -305,6 +305,25 @@ def _split_observation(observation: Any) -> tuple[np.ndarray | None, np.ndarray 
     return visual, internal
 
 
+def _split_observation_steps(observation: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``_split_observation`` for T steps: (visual [T, 139, 3, 2] or None, internal [T, 3] or None)."""
+    inner = getattr(observation, "observation", observation)
+    leaves = inner if isinstance(inner, (tuple, list)) else (inner,)
+    visual = internal = None
+    for leaf in leaves:
+        arr = np.array(leaf, dtype=np.float32)
+        if arr.ndim == 4 and visual is None:
+            visual = arr
+        elif arr.ndim == 2 and internal is None:
+            internal = arr
+        else:
+            raise ValueError(
+                "timestep.observation: expected visual arrays [steps, positions, channels, eyes] "
+                f"and internal states [steps, 3], got a leaf of shape {arr.shape}"
+            )
+    return visual, internal
+
+
 def _read_env_attribute(env: Any, name: str) -> Any:
     """Reads `env.<name>`, calling it when it is a method; None when absent."""
     value = getattr(env, name, None)
@@ -451,6 +470,67 @@ class EnvInfoKeep(EnvLoopObserver):
                 f"{len(self._columns['action'])} but was given at earlier steps"
             )
         self._record(env, timestep, int(np.asarray(action)))
+
+    def observe_steps(
+        self,
+        infos: Mapping[str, np.ndarray],
+        timesteps: dm_env.TimeStep,
+        actions: np.ndarray,
+        actor_states: np.ndarray | None = None,
+    ) -> None:
+        """Records T steps at once, as T ``observe()`` calls would (same columns).
+
+        Used by batched evaluation, which has every step of an episode as arrays.
+
+        Args:
+          infos: ``SimFishEnv.info`` of the world after each step: name ->
+            [T, ...] (dead prey and an absent predator NaN, as ``info_lists``
+            takes them).
+          timesteps: the time steps after each step, leaves [T, ...] (reward
+            counts as 0 where the step type is FIRST, as a None reward does).
+          actions: int [T], the actions taken.
+          actor_states: float32 [T, H], the hidden states that chose them, or None.
+        """
+        if self._columns is None:
+            raise RuntimeError("EnvInfoKeep.observe_steps() called before observe_first()")
+        n_rows = len(self._columns["action"])
+        if actor_states is None and self._actor_states:
+            raise ValueError(
+                f"EnvInfoKeep: actor_state is None at step {n_rows} but was given at earlier steps"
+            )
+        if set(infos) != set(self._info_keys or ()):
+            missing = sorted(set(self._info_keys or ()) - set(infos))
+            extra = sorted(set(infos) - set(self._info_keys or ()))
+            raise ValueError(f"env info keys changed at step {n_rows}: "
+                             f"missing {missing}, new {extra}")
+        rows: dict[str, list] = {}
+        present = np.asarray(infos.get(PREDATOR_PRESENT_KEY, True)).astype(bool)
+        for key, value in infos.items():
+            # The values info_lists() gives, step by step (Python scalars, prey lists).
+            value = np.asarray(value)
+            if key in PREDATOR_KEYS:
+                value = np.where(present, value, np.zeros_like(value))
+            if key in RAGGED_KEYS:
+                rows[key] = [r[~np.isnan(r)].astype(float).tolist() for r in value]
+            else:
+                rows[key] = value.tolist()
+        first = np.asarray(timesteps.step_type) == int(dm_env.StepType.FIRST)
+        rewards = np.asarray(timesteps.reward)
+        rows["action"] = np.asarray(actions).astype(np.int64).tolist()
+        rows["reward"] = np.where(first, 0.0, rewards.astype(np.float64)).tolist()
+        visual, internal = _split_observation_steps(timesteps.observation)
+        if visual is not None:
+            rows["vis_observation"] = list(visual)
+        if internal is not None:
+            rows["internal_state"] = list(internal)
+        length = len(rows["action"])
+        if set(rows) != set(self._columns) or any(len(v) != length for v in rows.values()):
+            raise ValueError(f"EnvInfoKeep: the steps from {n_rows} on lack some columns or rows "
+                             f"(have {sorted(rows)}, expected {sorted(self._columns)})")
+        for key, values in rows.items():
+            self._columns[key].extend(values)
+        if actor_states is not None:
+            self._actor_states.extend(np.array(actor_states, dtype=np.float32))
 
     def get_metrics(self) -> dict[str, Any]:
         """Returns the episode so far as numpy arrays (see the class docstring)."""

@@ -2,11 +2,13 @@
 
 ``ParallelEvaluator`` plays episodes in ``E`` world slots inside one jitted
 ``lax.scan`` of ``chunk`` steps; a slot whose episode ended starts the next
-pending episode at the next chunk. Each step's record (the world's info, the
-time step, the action and the LSTM hidden state) comes back to the host once
-per chunk and is replayed, step by step, into ordinary observers (e.g.
-``EnvInfoKeep``) through a per-slot ``dm_env`` view, so the episode files are
-written by the same observer and logger code as a one-world loop.
+pending episode at the next chunk (one jitted reset of that world, put into
+the slot on the host). Each step's record (the world's info, the time step,
+the action and the LSTM hidden state) comes back to the host once per chunk.
+A finished episode goes to ordinary observers: as whole arrays to those with
+``observe_steps`` (``EnvInfoKeep``), step by step through a per-slot
+``dm_env`` view to the others, so the episode files are written by the same
+observer and logger code as a one-world loop.
 
 Same episode, same numbers, whatever ``E``:
 
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simfish.vision import render_sediment
 from simfish.vision.bind import episode_sediment
 from simfish.wrappers.base_environment import BaseEnvironment, info_lists
 from simfish.wrappers.vector_env import where_worlds
@@ -44,6 +47,11 @@ from simfish_rl.policy import epsilon_greedy
 _LOG = logging.getLogger(__name__)
 
 LAST = int(dm_env.StepType.LAST)
+
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+"""XLA options of the evaluation programs: on CPU, LLVM's level 1 compiles the
+world step about a third faster than the default level and runs it as fast
+(``benchmarks/bench_eval.py``); results are the same for every batch size."""
 
 
 def episode_keys(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
@@ -76,17 +84,24 @@ class _Record(NamedTuple):
 class _WorldView:
     """What observers read from one slot: a ``BaseEnvironment`` fed with replayed data.
 
-    ``get_info()`` gives the recorded info of the step being replayed and
-    ``sediment_record`` the sediment computed at the reset; every other
+    ``get_info()`` gives the recorded info of the step being replayed,
+    ``sediment_record`` the sediment computed at the reset and
+    ``sediment_image()`` its texture; every other
     attribute (salt location, env variables, episode totals) is
     the ``BaseEnvironment``'s, read from the world state set with ``show``
     (the reset state at the episode start, the final state at its end).
     """
 
-    def __init__(self, base: BaseEnvironment, sediment: Any = None):
+    def __init__(self, base: BaseEnvironment, sediment: Any = None,
+                 image: Callable[[], np.ndarray] | None = None):
         self._base = base
         self._info: dict[str, list] | None = None
         self._sediment = sediment
+        self._image = image
+
+    def sediment_image(self) -> np.ndarray:
+        """The episode's sediment texture float32 [height, width] (else the base's)."""
+        return self._base.sediment_image() if self._image is None else self._image()
 
     @property
     def sediment_record(self) -> Any:
@@ -150,8 +165,9 @@ class ParallelEvaluator:
         self._initial_state_fn = initial_state_fn
         self._epsilon = jnp.float32(epsilon)
         self._keys = jax.jit(jax.vmap(episode_keys, in_axes=(None, 0)))
-        self._restart = jax.jit(self._restart_slots)
-        self._play = jax.jit(self._play_chunk, static_argnums=(2,))
+        self._start = jax.jit(self._start_one, compiler_options=COMPILER_OPTIONS)
+        self._play = jax.jit(self._play_chunk, static_argnums=(2,),
+                             compiler_options=COMPILER_OPTIONS)
 
     # -- device side ------------------------------------------------------------
 
@@ -164,22 +180,16 @@ class ParallelEvaluator:
         sediment = episode_sediment(env_state.episode_key, self.base.config)
         return slot, (self.env.info(env_state), sediment)
 
-    def _restart_slots(self, slots: _Slot | None, world_keys, actor_keys, index, mask):
-        """Starts episode ``index[w]`` in every slot ``w`` where ``mask`` (one jitted call).
+    def _live_step(self, env_state: Any, action: jax.Array, key: jax.Array):
+        """``env.step`` of a world whose episode goes on (one world; vmapped by ``_step``).
 
-        Args:
-          slots: the current slots, or None for the first call (every slot starts;
-            those not in ``mask`` are left idle).
-          world_keys, actor_keys: uint32 [N, 2], all episodes' keys.
-          index: int32 [E]; mask: bool [E].
-
-        Returns:
-          ``(slots, (info, sediment) of the started episodes)``.
+        An idle slot is never advanced (``_step`` keeps its state) and a new
+        episode starts with ``_start_one``, so ``done`` is replaced by the
+        constant False: under ``vmap`` the world's restart branch then stays
+        unbatched and XLA drops it, instead of computing a reset for every
+        world at every step. The stepped worlds' numbers are unchanged.
         """
-        fresh, extra = jax.vmap(self._start_one)(world_keys[index], actor_keys[index])
-        if slots is None:
-            return fresh._replace(done=~mask), extra
-        return where_worlds(mask, fresh, slots), extra
+        return self.env.step(env_state.replace(done=jnp.zeros((), bool)), action, key)
 
     def _act_one(self, params, slot: _Slot):
         """One world's action: network on a batch of one, then epsilon-greedy."""
@@ -195,7 +205,7 @@ class ParallelEvaluator:
             lambda s: self._act_one(params, s), slots)
         split = jax.vmap(jax.random.split)(slots.world_key)
         world_key, k_step = split[:, 0], split[:, 1]
-        env_state, timestep = jax.vmap(self.env.step)(slots.env_state, action, k_step)
+        env_state, timestep = jax.vmap(self._live_step)(slots.env_state, action, k_step)
         active = ~slots.done
         moved = _Slot(env_state, timestep, world_key, actor_key, core_state,
                       timestep.step_type == LAST)
@@ -226,25 +236,26 @@ class ParallelEvaluator:
           (timings are shares of the batched wall time; the reset and action
           times are not measured separately and are NaN) and the observers' metrics.
         """
-        world_keys, actor_keys = self._keys(seed, np.arange(num_episodes, dtype=np.int32))
+        world_keys, actor_keys = jax.device_get(
+            self._keys(seed, np.arange(num_episodes, dtype=np.int32)))
         e = self.num_worlds
         playing: list[int | None] = [i if i < num_episodes else None for i in range(e)]
-        first = np.minimum(np.arange(e, dtype=np.int32), num_episodes - 1)
-        slots, infos = self._restart(None, world_keys, actor_keys, first,
-                                     np.arange(e) < num_episodes)
         episodes: dict[int, dict[str, Any]] = {}
-        self._begin(episodes, playing, range(e), slots, infos)
-        next_episode = min(e, num_episodes)
         finished: dict[int, dict[str, Any]] = {}
         counter = Counter()
+        fresh = [self._begin(episodes, i, world_keys, actor_keys) for i in playing
+                 if i is not None]
+        # Slots without an episode copy the first one's start and stay idle.
+        fresh += [fresh[0]._replace(done=np.ones((), bool))] * (e - len(fresh))
+        slots = jax.tree.map(lambda *xs: np.stack(xs), *fresh)
+        next_episode = min(e, num_episodes)
         to_yield = 0
         while to_yield < num_episodes:
             t0 = time.perf_counter()
             slots, records = self._play(self._params, slots, self.chunk)
             records, done = jax.device_get((records, slots.done))
             per_step = (time.perf_counter() - t0) / (self.chunk * e)
-            final = None
-            restart = []
+            host = None
             for slot, episode in enumerate(playing):
                 if episode is None:
                     continue
@@ -253,42 +264,46 @@ class ParallelEvaluator:
                     jax.tree.map(lambda x, s=slot, a=active: x[a, s], records))
                 if not done[slot]:
                     continue
-                if final is None:
-                    final = jax.device_get(slots.env_state)
+                if host is None:  # writable host copies of every slot
+                    host = jax.tree.map(np.array, jax.device_get(slots))
                 finished[episode] = self._replay(
-                    episodes.pop(episode), jax.tree.map(lambda x, s=slot: x[s], final),
+                    episodes.pop(episode),
+                    jax.tree.map(lambda x, s=slot: np.array(x[s]), host.env_state),
                     observers, per_step, counter)
                 playing[slot] = None
                 if next_episode < num_episodes:
                     playing[slot] = next_episode
-                    restart.append(slot)
+                    started = self._begin(episodes, next_episode, world_keys, actor_keys)
+                    for leaf, new in zip(jax.tree.leaves(host), jax.tree.leaves(started),
+                                         strict=True):
+                        leaf[slot] = new
                     next_episode += 1
-            if restart:
-                idx = np.array([playing[s] if s in restart else 0 for s in range(e)], np.int32)
-                mask = np.isin(np.arange(e), restart)
-                slots, infos = self._restart(slots, world_keys, actor_keys, idx, mask)
-                self._begin(episodes, playing, restart, slots, infos)
+            if host is not None:
+                slots = host
             while to_yield in finished:
                 yield finished.pop(to_yield)
                 to_yield += 1
 
-    @staticmethod
-    def _begin(episodes: dict, playing: list, slots_started, slots: _Slot, infos: Any) -> None:
-        """Keeps the start (reset state, first time step, info) of newly started episodes."""
-        host_slots, host_infos = jax.device_get((slots, infos))
-        now = time.perf_counter()
-        for slot in slots_started:
-            episode = playing[slot]
-            if episode is None:
-                continue
-            episodes[episode] = {
-                "state": jax.tree.map(lambda x, s=slot: x[s], host_slots.env_state),
-                "timestep": jax.tree.map(lambda x, s=slot: x[s], host_slots.timestep),
-                "info": info_lists(jax.tree.map(lambda x, s=slot: x[s], host_infos[0])),
-                "sediment": jax.tree.map(lambda x, s=slot: x[s], host_infos[1]),
-                "chunks": [],
-                "begun": now,
-            }
+    def _begin(self, episodes: dict, episode: int, world_keys: np.ndarray,
+               actor_keys: np.ndarray) -> _Slot:
+        """Starts ``episode`` (one jitted reset); keeps its start; returns its host slot."""
+        slot, (info, sediment) = jax.device_get(
+            self._start(world_keys[episode], actor_keys[episode]))
+        episodes[episode] = {
+            "state": slot.env_state,
+            "timestep": slot.timestep,
+            "info": info_lists(info),
+            "sediment": sediment,
+            "chunks": [],
+            "begun": time.perf_counter(),
+        }
+        return slot
+
+    def _sediment_image(self, sediment: Any) -> np.ndarray:
+        """An episode's whole sediment texture, unlit, float32 [height, width] (as
+        ``BaseEnvironment.sediment_image`` draws it)."""
+        arena = self.base.config.arena
+        return render_sediment(sediment, 0.0, 0.0, int(arena.width), int(arena.height), 1.0)
 
     def _replay(self, episode: dict, final_state: Any, observers, per_step: float,
                 counter: Counter) -> dict[str, Any]:
@@ -296,20 +311,31 @@ class ParallelEvaluator:
         records = jax.tree.map(lambda *xs: np.concatenate(xs), *episode["chunks"])
         length = len(records.action)
         seconds = time.perf_counter() - episode["begun"]
-        view = _WorldView(self.base, sediment=episode["sediment"])
+        view = _WorldView(self.base, sediment=episode["sediment"],
+                          image=lambda: self._sediment_image(episode["sediment"]))
         view.show(episode["state"], episode["info"])
         for observer in observers:
             observer.observe_first(view, _host_timestep(episode["timestep"]))
-        episode_return = 0.0
-        for t in range(length):
+        # Observers that take a whole episode's arrays (EnvInfoKeep.observe_steps) get
+        # them at once; the others see the steps one by one through the view.
+        whole = [o for o in observers if callable(getattr(o, "observe_steps", None))]
+        stepwise = [o for o in observers if o not in whole]
+        for observer in whole:
+            observer.observe_steps(records.info, records.timestep, records.action, records.hidden)
+        if not stepwise:
+            view.show(final_state)  # the world as it ended, for get_metrics()
+        for t in range(length if stepwise else 0):
             ts = _host_timestep(jax.tree.map(lambda x, t=t: x[t], records.timestep))
             info = info_lists(jax.tree.map(lambda x, t=t: x[t], records.info))
             view.show(final_state if t == length - 1 else None, info)
             action = np.int32(records.action[t])
-            for observer in observers:
+            for observer in stepwise:
                 observer.observe(view, ts, action, actor_state=np.array(records.hidden[t]))
-            if ts.reward is not None:
-                episode_return += float(np.asarray(ts.reward))
+        episode_return = 0.0
+        first = records.timestep.step_type == int(dm_env.StepType.FIRST)
+        for reward, is_first in zip(records.timestep.reward.tolist(), first.tolist(), strict=True):
+            if not is_first:  # a FIRST time step has no reward
+                episode_return += reward
         counts = counter.increment(episodes=1, steps=length)
         result: dict[str, Any] = {
             "episode_length": length,

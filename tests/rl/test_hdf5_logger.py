@@ -231,6 +231,79 @@ def test_env_info_keep_rejects_actor_state_that_disappears():
         keep.observe(env, env.step(0), 0, actor_state=None)
 
 
+def _raw_info_steps(num_steps: int, rng: np.random.Generator) -> dict:
+    """SimFishEnv.info-style arrays for rows 0..num_steps: dead prey and an absent predator NaN."""
+    rows = num_steps + 1
+    prey_x = rng.normal(size=(rows, 5)).astype(np.float32) * 100
+    prey_x[rng.random((rows, 5)) < 0.4] = np.nan
+    present = rng.random(rows) < 0.5
+    return {
+        "fish_x": rng.normal(size=rows).astype(np.float32),
+        "prey_x": prey_x,
+        "prey_y": np.where(np.isnan(prey_x), np.nan, prey_x + 1).astype(np.float32),
+        "predator_x": np.where(present, 50.0, np.nan).astype(np.float32),
+        "predator_y": np.where(present, rng.normal(size=rows), np.nan).astype(np.float32),
+        "predator_present": present,
+        "event_consumed_prey": rng.integers(0, 3, rows).astype(np.int32),
+        "event_captured_by_predator": rng.random(rows) < 0.2,
+    }
+
+
+def test_env_info_keep_observe_steps_matches_step_by_step_observation():
+    from simfish.wrappers.base_environment import info_lists
+
+    rng = np.random.default_rng(3)
+    steps = 7
+    infos = _raw_info_steps(steps, rng)
+    visual = rng.random((steps + 1, NUM_POSITIONS, NUM_CHANNELS, 2)).astype(np.float32)
+    internal = rng.random((steps + 1, 3)).astype(np.float32)
+    rewards = rng.normal(size=steps + 1).astype(np.float32)
+    actions = rng.integers(0, 21, steps + 1).astype(np.int32)
+    hidden = rng.normal(size=(steps, 64)).astype(np.float32)
+    step_type = np.full(steps + 1, int(dm_env.StepType.MID), np.int32)
+    step_type[-1] = int(dm_env.StepType.LAST)
+
+    class InfoEnv:
+        row = 0
+        env_variables = {"prey_num": 5}
+
+        def get_info(self):
+            return info_lists({k: v[self.row] for k, v in infos.items()})
+
+    def timestep(t):
+        obs = OAR((visual[t], internal[t]), actions[t], rewards[t])
+        return dm_env.TimeStep(dm_env.StepType(int(step_type[t])), rewards[t], np.float32(1), obs)
+
+    env = InfoEnv()
+    one = EnvInfoKeep()
+    first = dm_env.restart(OAR((visual[0], internal[0]), np.int32(20), np.float32(0)))
+    one.observe_first(env, first)
+    for t in range(1, steps + 1):
+        env.row = t
+        one.observe(env, timestep(t), actions[t], actor_state=hidden[t - 1])
+    env.row = 0
+    bulk = EnvInfoKeep()
+    bulk.observe_first(env, first)
+    later = slice(1, None)
+    bulk.observe_steps(
+        {k: v[later] for k, v in infos.items()},
+        dm_env.TimeStep(step_type[later], rewards[later], np.ones(steps, np.float32),
+                        OAR((visual[later], internal[later]), actions[later], rewards[later])),
+        actions[later], hidden)
+    a, b = one.get_metrics(), bulk.get_metrics()
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], dict):
+            assert a[key] == b[key], key
+            continue
+        x, y = np.asarray(a[key]), np.asarray(b[key])
+        assert x.dtype == y.dtype and x.shape == y.shape, key
+        assert x.tobytes() == y.tobytes(), f"{key} differs"
+    assert np.isnan(a["prey_x"]).any() and (a["predator_x"] == 0).any()
+    with pytest.raises(ValueError, match="info keys changed"):
+        bulk.observe_steps({"fish_x": infos["fish_x"][later]}, first, actions[later], hidden)
+
+
 def test_env_info_keep_accepts_a_typed_config():
     from simfish import load_config
 

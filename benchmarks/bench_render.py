@@ -14,33 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from simfish.config import load_config
 from simfish.wrappers.base_environment import BaseEnvironment
 from simfish_rl.eval_simfish_agent import StateEnvLoop
 from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
-
-
-class _RandomActor:
-    """Uniformly random bouts (no recurrent state)."""
-
-    def __init__(self, num_actions: int, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.num_actions = num_actions
-
-    def observe_first(self, timestep) -> None:
-        """Nothing to remember."""
-
-    def select_action(self, observation) -> np.int32:
-        """A uniformly random action id."""
-        return np.int32(self.rng.integers(self.num_actions))
-
-    def observe(self, action, next_timestep) -> None:
-        """Nothing to learn."""
-
-    def update(self) -> None:
-        """Nothing to update."""
+from simfish_rl.policy import RandomActor
 
 
 def main() -> None:
@@ -56,7 +34,7 @@ def main() -> None:
                                     "fish.fixed_energy_level": True})
     env = BaseEnvironment(config, seed=0)
     logger = HDF5Logger(out, label="bench", add_uid=False, wait_min=0)
-    loop = StateEnvLoop(env, _RandomActor(env.actions.num_actions, 0), observers=[EnvInfoKeep()],
+    loop = StateEnvLoop(env, RandomActor(env.actions.num_actions, 0), observers=[EnvInfoKeep()],
                         should_update=False, logger=logger)
     summary = loop.run_episode()
     logger.write(summary)

@@ -54,6 +54,31 @@ SMALL_OVERRIDES = {
     "predator.distance_from_fish": 150,
 }
 
+#: A 400 x 400 world with 20 prey and 30-step episodes: the RL tests' tiny world.
+TINY_ENV = {
+    "arena.width": 400,
+    "arena.height": 400,
+    "arena.dark_fraction": 0.0,
+    "prey.num": 20,
+    "prey.reproduction_mode": False,
+    "predator.probability_per_epoch_step": 0.0,
+    "salt.enabled": False,
+    "max_sim_steps_per_episode": 30,
+}
+#: Training options small enough to learn within seconds on tiny worlds.
+TINY_TRAINING = {
+    "num_envs": 4,
+    "burn_in_length": 2,
+    "trace_length": 8,
+    "sequence_period": 5,
+    "bootstrap_n": 2,
+    "batch_size": 4,
+    "min_replay_size": 8,
+    "max_replay_size": 64,
+    "variable_update_period": 10,
+    "target_update_period": 10,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Jitted:

@@ -13,6 +13,7 @@ import warnings
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import rlax
 
 with warnings.catch_warnings():
@@ -57,3 +58,28 @@ def batched_epsilon_greedy(key: jax.Array, q_values: jax.Array,
 
 
 __all__ = ["batched_epsilon_greedy", "epsilon_greedy"]
+
+
+class RandomActor:
+    """Uniformly random bouts from a numpy Generator: a baseline for evaluation loops.
+
+    It has the actor interface the evaluation loops use (``observe_first``,
+    ``select_action``, ``observe``, ``update``) and no recurrent state.
+    """
+
+    def __init__(self, num_actions: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.num_actions = num_actions
+
+    def observe_first(self, timestep) -> None:
+        """Nothing to remember."""
+
+    def select_action(self, observation) -> np.int32:
+        """A uniformly random action id."""
+        return np.int32(self.rng.integers(self.num_actions))
+
+    def observe(self, action, next_timestep) -> None:
+        """Nothing to learn."""
+
+    def update(self) -> None:
+        """Nothing to update."""

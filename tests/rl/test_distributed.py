@@ -15,6 +15,7 @@ import h5py
 import pytest
 import ray
 
+from conftest import TINY_TRAINING
 from simfish.config import load_config
 from simfish.tools.cli import main
 from simfish_rl.config import TrainingConfig
@@ -22,17 +23,9 @@ from simfish_rl.distributed import DistributedError, RayOptions, train_distribut
 from simfish_rl.eval_simfish_agent import eval_agent
 from simfish_rl.training import RunDir
 
-TINY_TRAINING = {
-    "burn_in_length": 2,
-    "trace_length": 8,
-    "sequence_period": 5,
-    "bootstrap_n": 2,
-    "batch_size": 4,
-    "min_replay_size": 8,
-    "max_replay_size": 64,
-    "variable_update_period": 10,
-    "target_update_period": 10,
-    "log_every_seconds": 0.0,
+#: No ``num_envs``: each test sets its actors and worlds.
+TINY_TRAINING = {k: v for k, v in TINY_TRAINING.items() if k != "num_envs"} | {
+    "log_every_seconds": 0.0
 }
 NUM_STEPS = 300  # 2 actors x 2 worlds x 5 steps = 20 env steps a round
 KILL_AT = 100

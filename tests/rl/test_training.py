@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import TINY_ENV, TINY_TRAINING
 from simfish.config import load_config
 from simfish.io.actions import Actions
 from simfish.tools.cli import main
@@ -20,29 +21,6 @@ from simfish_rl.actor import BatchedActor, apex_epsilons
 from simfish_rl.config import TrainingConfig, TrainingConfigError
 from simfish_rl.eval_simfish_agent import eval_agent
 from simfish_rl.training import RunDir, RunDirError, make_env, train
-
-TINY_ENV = {
-    "arena.width": 400,
-    "arena.height": 400,
-    "arena.dark_fraction": 0.0,
-    "prey.num": 20,
-    "prey.reproduction_mode": False,
-    "predator.probability_per_epoch_step": 0.0,
-    "salt.enabled": False,
-    "max_sim_steps_per_episode": 30,
-}
-TINY_TRAINING = {
-    "num_envs": 4,
-    "burn_in_length": 2,
-    "trace_length": 8,
-    "sequence_period": 5,
-    "bootstrap_n": 2,
-    "batch_size": 4,
-    "min_replay_size": 8,
-    "max_replay_size": 64,
-    "variable_update_period": 10,
-    "target_update_period": 10,
-}
 
 
 @pytest.fixture(scope="module")

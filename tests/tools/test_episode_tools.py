@@ -21,33 +21,13 @@ from simfish.tools.cli import main
 from simfish.wrappers.base_environment import BaseEnvironment
 from simfish_rl.eval_simfish_agent import StateEnvLoop
 from simfish_rl.hdf5_logger import EnvInfoKeep, HDF5Logger
+from simfish_rl.policy import RandomActor
 
 iio = pytest.importorskip("imageio.v3")
 pytest.importorskip("imageio_ffmpeg")
 pytest.importorskip("matplotlib")
 
 STEPS = 30
-
-
-class RandomActor:
-    """Uniformly random bouts from a numpy Generator (no recurrent state)."""
-
-    def __init__(self, num_actions: int, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.num_actions = num_actions
-
-    def observe_first(self, timestep) -> None:
-        """Nothing to remember."""
-
-    def select_action(self, observation) -> np.int32:
-        """A uniformly random action id."""
-        return np.int32(self.rng.integers(self.num_actions))
-
-    def observe(self, action, next_timestep) -> None:
-        """Nothing to learn."""
-
-    def update(self) -> None:
-        """Nothing to update."""
 
 
 @pytest.fixture(scope="module")

@@ -282,33 +282,6 @@ class _CheckpointSource:
         return self._state
 
 
-def _open_run(run_dir, env_config, training, seed, actions):
-    """Creates or reopens a run directory as ``training.train`` does."""
-    from simfish_rl.training import TRAINING_CONFIG_FILE, RunDir, RunDirError
-
-    run = RunDir(Path(run_dir))
-    record = None
-    if run.exists():
-        rec_env, rec_actions, rec_training, meta = run.load()
-        if env_config is not None and env_config.to_dict() != rec_env.to_dict():
-            raise RunDirError(
-                f"{run.path}: holds a run with a different environment config; "
-                "use a new --run-dir or omit --config to resume")
-        if training is not None and training != rec_training:
-            raise RunDirError(
-                f"{run.path}: holds a run with different training options "
-                f"(recorded in {TRAINING_CONFIG_FILE}); use a new --run-dir")
-        env_config, actions, training, seed = rec_env, rec_actions, rec_training, meta["seed"]
-        record = run.progress()
-    else:
-        if env_config is None:
-            raise RunDirError(f"{run.path}: no run to resume, and no environment config given")
-        training = training or TrainingConfig()
-        actions = actions or Actions.default()
-        run.create(env_config, actions, training, seed)
-    return run, env_config, actions, training, seed, record
-
-
 def train_device_loop(
     run_dir: str | os.PathLike,
     env_config: SimFishConfig | None = None,
@@ -327,10 +300,18 @@ def train_device_loop(
     (each ``sequence_period * num_envs`` env steps) one compiled call runs:
     more means fewer host round trips, coarser checkpoint and log timing.
     """
-    from simfish_rl.training import EPISODE_FIELDS, _CsvLog, _tensorboard, make_env
+    from simfish_rl.training import (
+        EPISODE_FIELDS,
+        RunDir,
+        _CsvLog,
+        _tensorboard,
+        make_env,
+        open_run,
+    )
 
-    run, env_config, actions, training, seed, record = _open_run(
-        run_dir, env_config, training, seed, actions)
+    run = RunDir(Path(run_dir))
+    env_config, actions, training, seed, record = open_run(
+        run, env_config, training, seed, actions)
     env = make_env(env_config, actions)
     loop = DeviceLoop(env, training, actions.get_opposing_dict(), iterations_per_call)
     counts = {"env_steps": 0, "learner_steps": 0, "episodes": 0, "actor_steps": 0}

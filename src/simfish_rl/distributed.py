@@ -427,31 +427,6 @@ class _CheckpointState:
 # The driver.
 
 
-def _prepare_run(run, env_config, training, seed, actions):
-    """Creates or reloads the run directory, like ``training.train``."""
-    from simfish_rl.training import TRAINING_CONFIG_FILE, RunDirError
-
-    if run.exists():
-        rec_env, rec_actions, rec_training, meta = run.load()
-        if env_config is not None and env_config.to_dict() != rec_env.to_dict():
-            raise RunDirError(
-                f"{run.path}: holds a run with a different environment config; "
-                "use a new --run-dir or omit --config to resume"
-            )
-        if training is not None and training != rec_training:
-            raise RunDirError(
-                f"{run.path}: holds a run with different training options "
-                f"(recorded in {TRAINING_CONFIG_FILE}); use a new --run-dir"
-            )
-        return rec_env, rec_actions, rec_training, meta["seed"], run.progress()
-    if env_config is None:
-        raise RunDirError(f"{run.path}: no run to resume, and no environment config given")
-    training = training or TrainingConfig()
-    actions = actions or Actions.default()
-    run.create(env_config, actions, training, seed)
-    return env_config, actions, training, seed, None
-
-
 def train_distributed(
     run_dir: str | os.PathLike,
     env_config: SimFishConfig | None = None,
@@ -478,11 +453,11 @@ def train_distributed(
       The summary of ``train`` plus ``actor_restarts``, ``learner_restarts``
       and ``actor_env_steps_per_second`` (per actor, over the whole call).
     """
-    from simfish_rl.training import RunDir
+    from simfish_rl.training import RunDir, open_run
 
     options = options or RayOptions()
     run = RunDir(Path(run_dir))
-    env_config, actions, training, seed, record = _prepare_run(
+    env_config, actions, training, seed, record = open_run(
         run, env_config, training, seed, actions)
     ray = _ray()
     started = start_ray(options)

@@ -143,30 +143,8 @@ def train(
       whether the run was resumed or interrupted.
     """
     run = RunDir(Path(run_dir))
-    resumed_from = None
-    if run.exists():
-        rec_env, rec_actions, rec_training, meta = run.load()
-        if env_config is not None and env_config.to_dict() != rec_env.to_dict():
-            recorded, new = rec_env.to_flat_dict(), env_config.to_flat_dict()
-            changed = [k for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)]
-            key = changed[0] if changed else "?"
-            raise RunDirError(
-                f"{run.path}: holds a run with a different environment config ('{key}': "
-                f"recorded {recorded.get(key)!r}, new {new.get(key)!r}); "
-                "use a new --run-dir or omit --config to resume"
-            )
-        if training is not None:
-            rec_training = resume_training_config(run, rec_training, training)
-        env_config, actions, training, seed = rec_env, rec_actions, rec_training, meta["seed"]
-        record = run.progress()
-        if record is not None:
-            resumed_from = record
-    else:
-        if env_config is None:
-            raise RunDirError(f"{run.path}: no run to resume, and no environment config given")
-        training = training or TrainingConfig()
-        actions = actions or Actions.default()
-        run.create(env_config, actions, training, seed)
+    env_config, actions, training, seed, resumed_from = open_run(
+        run, env_config, training, seed, actions)
 
     agent = make_agent(env_config, actions, training, seed)
     counts = {"env_steps": 0, "learner_steps": 0, "episodes": 0, "actor_steps": 0}
@@ -179,6 +157,45 @@ def train(
         )
     loop = _TrainingLoop(agent, run, counts, seed, progress=progress, overlap=overlap)
     return loop.run(num_steps, max_seconds=max_seconds, resumed=resumed_from is not None)
+
+
+def open_run(run: RunDir, env_config: SimFishConfig | None, training: TrainingConfig | None,
+             seed: int, actions: Actions | None):
+    """Creates a run directory, or reopens one to resume (every trainer's rules).
+
+    Resuming takes the recorded environment, actions and seed; an environment
+    config given again must equal the recorded one, and training options are
+    checked by :func:`resume_training_config`.
+
+    Returns:
+      ``(env_config, actions, training, seed, record)``: ``record`` is the
+      latest checkpoint's progress record, None for a new run or one that
+      has no checkpoint yet.
+
+    Raises:
+      RunDirError: a different environment config (naming the first key that
+        differs), a refused training option, or no run and no config.
+    """
+    if not run.exists():
+        if env_config is None:
+            raise RunDirError(f"{run.path}: no run to resume, and no environment config given")
+        training = training or TrainingConfig()
+        actions = actions or Actions.default()
+        run.create(env_config, actions, training, seed)
+        return env_config, actions, training, seed, None
+    rec_env, rec_actions, rec_training, meta = run.load()
+    if env_config is not None and env_config.to_dict() != rec_env.to_dict():
+        recorded, new = rec_env.to_flat_dict(), env_config.to_flat_dict()
+        changed = [k for k in sorted(set(recorded) | set(new)) if recorded.get(k) != new.get(k)]
+        key = changed[0] if changed else "?"
+        raise RunDirError(
+            f"{run.path}: holds a run with a different environment config ('{key}': "
+            f"recorded {recorded.get(key)!r}, new {new.get(key)!r}); "
+            "use a new --run-dir or omit --config to resume"
+        )
+    if training is not None:
+        rec_training = resume_training_config(run, rec_training, training)
+    return rec_env, rec_actions, rec_training, meta["seed"], run.progress()
 
 
 def resume_training_config(run: RunDir, recorded: TrainingConfig,

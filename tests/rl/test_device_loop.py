@@ -67,3 +67,25 @@ def test_device_loop_with_alternate_is_a_one_line_error(tmp_path, capsys):
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--alternate applies to the host loop" in err[0]
+
+
+def test_device_loop_resume_follows_the_trainers_rules(device_run, tmp_path):
+    """Same rules as ``simfish train``: learning options refused by name, intervals accepted."""
+    import shutil
+
+    from simfish_rl.training import RunDirError, open_run
+
+    run_dir, _ = device_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    changed = TrainingConfig().replace({**TINY_TRAINING, "batch_size": 8})
+    with pytest.raises(RunDirError, match=r"'batch_size': recorded 4, new 8"):
+        train_device_loop(copy, training=changed, num_steps=1000, progress=False)
+    other_env = load_config("normal", {**TINY_ENV, "prey.num": 21})
+    with pytest.raises(RunDirError, match=r"'prey_num': recorded 20, new 21"):
+        train_device_loop(copy, other_env, num_steps=1000, progress=False)
+    # A changed log interval does not change learning: accepted and recorded.
+    slower_logs = TrainingConfig().replace({**TINY_TRAINING, "log_every_seconds": 30.0})
+    _, _, training, seed, record = open_run(RunDir(copy), None, slower_logs, 0, None)
+    assert training.log_every_seconds == 30.0 and seed == 1 and record is not None
+    assert RunDir(copy).load()[2].log_every_seconds == 30.0

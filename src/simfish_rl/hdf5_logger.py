@@ -281,45 +281,30 @@ def _stack_info_column(key: str, values: list[Any]) -> np.ndarray:
     )
 
 
-def _split_observation(observation: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _split_observation(observation: Any, steps: bool = False
+                       ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Returns (visual [139, 3, 2] float32 or None, internal [3] float32 or None).
 
     Accepts the `OAR` observation (whose `.observation` is `(visual, internal)`),
     a bare `(visual, internal)` tuple, or a single array; leaves are told apart
-    by rank (3: visual, 1: internal state).
+    by rank (3: visual, 1: internal state). With ``steps`` every leaf has a
+    leading [T] axis: (visual [T, 139, 3, 2], internal [T, 3]).
     """
+    lead, steps_text = (1, "steps, ") if steps else (0, "")
     inner = getattr(observation, "observation", observation)
     leaves = inner if isinstance(inner, (tuple, list)) else (inner,)
     visual = internal = None
     for leaf in leaves:
         arr = np.array(leaf, dtype=np.float32)  # copies: the env may reuse its buffers
-        if arr.ndim == 3 and visual is None:
+        if arr.ndim == 3 + lead and visual is None:
             visual = arr
-        elif arr.ndim == 1 and internal is None:
+        elif arr.ndim == 1 + lead and internal is None:
             internal = arr
         else:
             raise ValueError(
-                "timestep.observation: expected a visual array [positions, channels, eyes] "
-                f"and an internal state [3], got a leaf of shape {arr.shape}"
-            )
-    return visual, internal
-
-
-def _split_observation_steps(observation: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``_split_observation`` for T steps: (visual [T, 139, 3, 2] or None, internal [T, 3] or None)."""
-    inner = getattr(observation, "observation", observation)
-    leaves = inner if isinstance(inner, (tuple, list)) else (inner,)
-    visual = internal = None
-    for leaf in leaves:
-        arr = np.array(leaf, dtype=np.float32)
-        if arr.ndim == 4 and visual is None:
-            visual = arr
-        elif arr.ndim == 2 and internal is None:
-            internal = arr
-        else:
-            raise ValueError(
-                "timestep.observation: expected visual arrays [steps, positions, channels, eyes] "
-                f"and internal states [steps, 3], got a leaf of shape {arr.shape}"
+                f"timestep.observation: expected a visual array [{steps_text}positions, "
+                f"channels, eyes] and an internal state [{steps_text}3], got a leaf of shape "
+                f"{arr.shape}"
             )
     return visual, internal
 
@@ -518,7 +503,7 @@ class EnvInfoKeep(EnvLoopObserver):
         rewards = np.asarray(timesteps.reward)
         rows["action"] = np.asarray(actions).astype(np.int64).tolist()
         rows["reward"] = np.where(first, 0.0, rewards.astype(np.float64)).tolist()
-        visual, internal = _split_observation_steps(timesteps.observation)
+        visual, internal = _split_observation(timesteps.observation, steps=True)
         if visual is not None:
             rows["vis_observation"] = list(visual)
         if internal is not None:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from simfish.vision import render_sediment
+from simfish.vision import arena_sediment_image
 from simfish.vision.bind import episode_sediment
 from simfish.wrappers.base_environment import BaseEnvironment, info_lists
 from simfish.wrappers.vector_env import where_worlds
@@ -299,20 +299,15 @@ class ParallelEvaluator:
         }
         return slot
 
-    def _sediment_image(self, sediment: Any) -> np.ndarray:
-        """An episode's whole sediment texture, unlit, float32 [height, width] (as
-        ``BaseEnvironment.sediment_image`` draws it)."""
-        arena = self.base.config.arena
-        return render_sediment(sediment, 0.0, 0.0, int(arena.width), int(arena.height), 1.0)
-
     def _replay(self, episode: dict, final_state: Any, observers, per_step: float,
                 counter: Counter) -> dict[str, Any]:
         """Feeds one finished episode to the observers; returns its summary."""
         records = jax.tree.map(lambda *xs: np.concatenate(xs), *episode["chunks"])
         length = len(records.action)
         seconds = time.perf_counter() - episode["begun"]
+        arena = self.base.config.arena
         view = _WorldView(self.base, sediment=episode["sediment"],
-                          image=lambda: self._sediment_image(episode["sediment"]))
+                          image=lambda: arena_sediment_image(episode["sediment"], arena))
         view.show(episode["state"], episode["info"])
         for observer in observers:
             observer.observe_first(view, _host_timestep(episode["timestep"]))

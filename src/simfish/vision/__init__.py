@@ -13,6 +13,7 @@ from simfish.vision.observe import ReceptorSignals, Vision, make_vision, ray_pix
 from simfish.vision.sediment import (
     SEDIMENT_FEATURES,
     Sediment,
+    arena_sediment_image,
     checker_sediment,
     constant_sediment,
     make_sediment,
@@ -39,6 +40,7 @@ __all__ = [
     "make_vision_fn",
     "make_vision",
     "ray_pixel_density",
+    "arena_sediment_image",
     "render_sediment",
     "sediment_from_description",
     "sediment_value",

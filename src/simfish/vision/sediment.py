@@ -267,3 +267,12 @@ def render_sediment(
         xs_grid, ys_grid = np.meshgrid(xs, y0 + px * np.arange(height, dtype=np.float32))
         out *= np.asarray(luminance(light, jnp.stack([xs_grid, ys_grid], axis=-1)))
     return out
+
+
+def arena_sediment_image(sediment: Sediment, arena) -> np.ndarray:
+    """An episode's whole texture, unlit: float32 [height, width], one pixel per arena px.
+
+    Pixel centres at integer coordinates; this is the ``sediment`` image of
+    the episode logs. ``arena`` is the config's arena section.
+    """
+    return render_sediment(sediment, 0.0, 0.0, int(arena.width), int(arena.height))

@@ -180,8 +180,9 @@ class BaseEnvironment(dm_env.Environment):
         One pixel per arena px, pixel centres at integer coordinates; this is
         the ``sediment`` image of the episode logs.
         """
-        arena = self.config.arena
-        return self.render_sediment(0.0, 0.0, int(arena.width), int(arena.height), lit=False)
+        from simfish.vision import arena_sediment_image
+
+        return arena_sediment_image(self.sediment_record, self.config.arena)
 
     def render_sediment(self, x0: float, y0: float, width: int, height: int,
                         px: float = 1.0, lit: bool = True) -> np.ndarray:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import simfish
+from simfish.world import energy as energy_lib
 from simfish.world import fish as fish_lib
 from simfish.world import predator as predator_lib
 from simfish.world import prey as prey_lib
@@ -80,8 +81,6 @@ def stage_times(preset: str, batch: int, repeats: int, warm_steps: int = 60) -> 
 
     def after(state, fish, prey, predator, contacts, distance, angle, capture, key):
         prey = prey_lib.population_step(key, prey, fish.x, fish.y, state.arena, params, static)
-        from simfish.world import energy as energy_lib
-
         use = energy_lib.energy_use(distance, angle, capture, params)
         return env._finish_step(state, fish, prey, predator, contacts, use, params)
 

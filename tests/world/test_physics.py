@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from simfish.config import load_config
 from simfish.io.actions import Actions
+from simfish.world import walls
 from simfish.world.params import make_params
 from simfish.world.physics import bounce, coast
 from simfish.world.state import with_fish, with_prey
@@ -111,14 +112,19 @@ def test_wall_stops_fish_counts_touch_and_penalises(golden_world, start, wall_bo
     state, ts = golden_world.step(state, bs, jax.random.PRNGKey(0), params)
     width = float(params.width)
     assert int(state.last_events.wall_touches) == 1
-    assert float(state.last_terms.wall) == float(params.reward_wall_touch)
+    # A bouncing wall turns the fish around without the wall-touch penalty (issue 14).
+    penalty = 0.0 if wall_bounce else float(params.reward_wall_touch)
+    assert float(state.last_terms.wall) == penalty
     assert float(state.fish.vx) == 0.0 and float(state.fish.vy) == 0.0
     assert 0.0 <= float(state.fish.x) <= width
     if wall_bounce:
         assert float(state.fish.x) <= width - 40.0  # placed well inside
         assert float(state.fish.angle) == pytest.approx(np.pi)  # turned around
     else:
-        assert float(state.fish.x) == pytest.approx(width - float(params.head_radius))
+        # The users' east wall (face 10 px in) stops the mouth on it; the mouth handler
+        # only puts back a mouth past size - 7 (issue 14, docs/walls.md).
+        face = walls.wall_lines(params)[0][1] - walls.HALF_THICKNESS
+        assert face - float(params.mouth_radius) - 0.5 <= float(state.fish.x) <= face
         assert float(state.fish.angle) == 0.0
 
 

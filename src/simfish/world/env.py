@@ -285,8 +285,10 @@ class SimFishEnv:
         )
         energy, starved = energy_lib.update_energy(fish.energy, use, contacts.n_eaten > 0, params)
         fish = fish.replace(energy=energy)
+        # A bouncing wall counts as a touch (an event) but is not penalised.
+        penalised = contacts.wall & ~params.wall_bounce
         terms = energy_lib.reward_terms(
-            use, contacts.n_eaten, contacts.caught, contacts.avoided, contacts.wall, salt, params
+            use, contacts.n_eaten, contacts.caught, contacts.avoided, penalised, salt, params
         )
         events = Events(
             prey_caught=contacts.n_eaten,

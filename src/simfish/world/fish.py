@@ -34,6 +34,8 @@ def reset_fish(key, params: EnvParams, static: StaticParams) -> FishState:
         vx=zero,
         vy=zero,
         energy=params.init_energy,
+        omega=zero,
+        mouth_at_wall=jnp.zeros((), bool),
     )
 
 

@@ -5,20 +5,24 @@ then x <- x + v dt, then v <- v d. An impulse meant to move a body L px is a
 velocity change of L (1 - d) / dt. :func:`integrate_step` runs the
 ``n_substeps`` sub-steps of one step over typed entity pytrees
 (``FishState``, ``PreyState``, ``PredatorState``, the contact record
-:class:`~simfish.world.contacts.Contacts`); each sub-step is a fixed
-sequence of small stages (fish motion and walls, prey motion and walls,
-body contacts, capture, push-out, predator). Per-step decisions (turns,
+:class:`~simfish.world.contacts.Contacts`). Per-step decisions (turns,
 gaits, escape times, spawning) are made before the loop by the subsystem
-modules, so the loop itself draws no random numbers.
+modules, so the loops themselves draw no random numbers.
 
-Only prey that may interact with the fish during the step (or whose wall
-contact the closed form cannot resolve) go through the loop, in chunks of
-``static.n_near_prey``; the others coast in closed form (:func:`coast`),
-which gives the same motion. The fish and the predator do not depend on the
-prey (the fish is treated as immovable in prey contacts), so chunks are
-independent except for the one-meal-per-step rule, which
-:func:`integrate_step` resolves exactly. Prey do not collide with one
-another or with the predator.
+The fish and the predator do not depend on the prey (the fish is treated as
+immovable in prey contacts), so a step runs in two loops:
+
+1. :func:`fish_loop`: the fish (motion, turning, its whole body at the
+   walls, :mod:`simfish.world.walls`) and the predator (its line, catch,
+   arrival), recording the fish's pose after every sub-step
+   (:class:`FishPath`);
+2. :func:`prey_loop`: the prey that may interact with the fish (motion,
+   sliding walls, body contacts, capture, push-out) against that recorded
+   pose, in chunks of ``static.n_near_prey``. The other prey coast in closed
+   form (:func:`coast`), which gives the same motion. Chunks are
+   independent except for the one-meal-per-step rule, which
+   :func:`integrate_step` resolves exactly. Prey do not collide with one
+   another or with the predator.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from simfish.world import contacts as contacts_lib
+from simfish.world import walls as walls_lib
 from simfish.world.contacts import CONTACT_SLOP, Contacts
 from simfish.world.params import EnvParams, StaticParams
 from simfish.world.prey import PreyPlan
@@ -41,9 +46,10 @@ __all__ = [
     "Bout",
     "PredatorLine",
     "bounce",
+    "FishPath",
     "coast",
     "slide",
-    "fish_walls",
+    "fish_substep",
     "impulse_speed",
     "integrate_step",
 ]
@@ -59,7 +65,8 @@ class Bout:
     """The fish's per-step decisions that the sub-steps use.
 
     Attributes:
-      cos, sin: [] heading of the fish during the step (before wall turns).
+      cos, sin: [] heading of the fish at the start of the step (after its
+        turn); walls may turn it within the step (see :class:`FishPath`).
       capture: [] bool, the bout is a capture bout.
     """
 
@@ -100,13 +107,39 @@ class PredatorTrack:
 
 
 @pytree_dataclass
-class Substep:
-    """The loop carry: the entities and the contact record."""
+class FishPath:
+    """The fish's pose after each sub-step of a step: what prey meet in :func:`prey_loop`.
+
+    Attributes:
+      x, y: [n] mouth centre (px).  vx, vy: [n] velocity (px/s).
+      c, s: [n] heading (cos, sin).
+    """
+
+    x: jnp.ndarray
+    y: jnp.ndarray
+    vx: jnp.ndarray
+    vy: jnp.ndarray
+    c: jnp.ndarray
+    s: jnp.ndarray
+
+
+@pytree_dataclass
+class FishOutcome:
+    """What :func:`fish_loop` returns besides the path.
+
+    Attributes:
+      fish: the fish after the step (not yet clamped).  predator: the predator's track.
+      wall: [] bool, a wall touch began.  turned: [] bool, bouncing walls
+        turned the fish an odd number of times.
+      caught, avoided: [] bool, the predator caught the fish / left without it.
+    """
 
     fish: FishState
-    prey: PreyState
     predator: PredatorTrack
-    contacts: Contacts
+    wall: jnp.ndarray
+    turned: jnp.ndarray
+    caught: jnp.ndarray
+    avoided: jnp.ndarray
 
 
 @pytree_dataclass
@@ -136,28 +169,6 @@ def slide(x, v, lo, hi):
     """Stops bodies at walls ``lo``/``hi``: inelastic and frictionless (position clamped, normal speed 0)."""
     hit = (x < lo) | (x > hi)
     return jnp.clip(x, lo, hi), jnp.where(hit, 0.0, v)
-
-
-def fish_walls(x, y, vx, vy, turned, params: EnvParams):
-    """Stops a fish that touches a wall and puts it back inside (or bounces it).
-
-    Returns (x, y, vx, vy, turned, touched), each [].
-    """
-    r = params.head_radius
-    w, h = params.width, params.height
-    touched = (x < r) | (x > w - r) | (y < r) | (y > h - r)
-    # Normal walls: back just inside. Bouncing walls: well inside, turned around.
-    margin = jnp.where(params.wall_bounce, 40.0 + params.head_radius + params.tail_length, r)
-    margin_x = jnp.minimum(margin, 0.5 * w)
-    margin_y = jnp.minimum(margin, 0.5 * h)
-    nx = jnp.where(x < r, margin_x, jnp.where(x > w - r, w - margin_x, x))
-    ny = jnp.where(y < r, margin_y, jnp.where(y > h - r, h - margin_y, y))
-    x = jnp.where(touched, nx, x)
-    y = jnp.where(touched, ny, y)
-    vx = jnp.where(touched, 0.0, vx)
-    vy = jnp.where(touched, 0.0, vy)
-    turned = turned ^ (touched & params.wall_bounce)
-    return x, y, vx, vy, turned, touched
 
 
 def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
@@ -203,14 +214,36 @@ def wall_ambiguous(x, v, a, lo, hi, params: EnvParams, n_substeps: int):
 # ---------------------------------------------------------------- sub-step stages
 
 
-def fish_substep(fish: FishState, contacts: Contacts, params: EnvParams):
-    """Fish: move, damp, walls. Returns (fish, contacts with wall touch and turn)."""
+def fish_substep(fish: FishState, c, s, params: EnvParams):
+    """Fish: move and turn, the mouth's wall handler, damp, whole-body wall contacts.
+
+    The order of a pymunk step: positions, then collision callbacks, then
+    damping, then the contact solver (:mod:`simfish.world.walls`).
+
+    Args:
+      fish: the fish before the sub-step; c, s: [] its heading (cos, sin of ``fish.angle``).
+
+    Returns:
+      (fish, c, s, touched, turned): the fish and its heading after the
+      sub-step; whether a wall touch began and whether a bouncing
+      wall turned the fish around ([] bool each).
+    """
     d, dt = params.damping, params.dt
-    x = fish.x + fish.vx * dt
-    y = fish.y + fish.vy * dt
-    x, y, vx, vy, turned, touch = fish_walls(x, y, fish.vx * d, fish.vy * d, contacts.turned, params)
-    fish = fish.replace(x=x, y=y, vx=vx, vy=vy)
-    return fish, contacts.replace(turned=turned, wall=contacts.wall | touch)
+    spin = fish.omega * dt
+    c, s = walls_lib.rotate(c, s, spin)
+    x, y, vx, vy, c, s, at_wall, touched, turned = walls_lib.mouth_handler(
+        fish.x + fish.vx * dt, fish.y + fish.vy * dt, fish.vx, fish.vy, c, s,
+        fish.mouth_at_wall, params,
+    )
+    x, y, vx, vy, omega, push_turn = walls_lib.solve_contacts(
+        x, y, vx * d, vy * d, fish.omega * d, c, s, params
+    )
+    c, s = walls_lib.rotate(c, s, push_turn)
+    turn = spin + push_turn + jnp.where(turned, jnp.pi, 0.0).astype(jnp.float32)
+    fish = fish.replace(
+        x=x, y=y, vx=vx, vy=vy, angle=fish.angle + turn, omega=omega, mouth_at_wall=at_wall
+    )
+    return fish, c, s, touched, turned
 
 
 def prey_substep(k, prey: PreyState, contacts: Contacts, plan: PreyPlan, params: EnvParams):
@@ -250,43 +283,61 @@ def fish_prey_contacts(k, fish, prey: PreyState, contacts: Contacts, c, s, bout,
     return prey, contacts_lib.update_contacts(contacts, hits, eaten, pushed, k, params)
 
 
-def predator_substep(track: PredatorTrack, line: PredatorLine, fish: FishState, c, s, contacts, params):
-    """Predator: kick along its line, move, damp; catch or arrive. Returns (track, contacts)."""
+def predator_substep(track: PredatorTrack, line: PredatorLine, fish, c, s, params):
+    """Predator: kick along its line, move, damp; catch or arrive.
+
+    ``fish`` is the fish's pose (x, y []) after this sub-step, (c, s) its heading.
+    Returns (track, caught, arrived), the flags [] bool.
+    """
     d = params.damping
     sv = track.sv + jnp.where(track.present, params.predator_velocity * (1.0 - d), 0.0)
-    s = track.s + sv * params.dt
+    dist = track.s + sv * params.dt
     sv = sv * d
-    gx = line.x0 + line.ex * s - fish.x
-    gy = line.y0 + line.ey * s - fish.y
+    gx = line.x0 + line.ex * dist - fish.x
+    gy = line.y0 + line.ey * dist - fish.y
     touch = contacts_lib.predator_touches_fish(gx, gy, c, s, params)
     caught = track.present & line.can_catch & touch
-    arrived = track.present & ~caught & (s >= line.goal)
-    contacts = contacts.replace(caught=contacts.caught | caught, avoided=contacts.avoided | arrived)
-    return PredatorTrack(s=s, sv=sv, present=track.present & ~(caught | arrived)), contacts
+    arrived = track.present & ~caught & (dist >= line.goal)
+    return PredatorTrack(s=dist, sv=sv, present=track.present & ~(caught | arrived)), caught, arrived
 
 
-def substep(k, carry: Substep, inputs: StepInputs, params: EnvParams, static: StaticParams):
-    """One sub-step: the stages in order."""
-    # Fish: move, damp, walls (a bouncing wall turns the heading around).
-    fish, contacts = fish_substep(carry.fish, carry.contacts, params)
-    sign = jnp.where(contacts.turned, -1.0, 1.0)
-    c, s = inputs.bout.cos * sign, inputs.bout.sin * sign
+def fish_loop(fish: FishState, track: PredatorTrack, inputs: StepInputs, params, static):
+    """The fish and the predator over the step's sub-steps: (:class:`FishOutcome`, :class:`FishPath`)."""
+    false = jnp.zeros((), bool)
+
+    def body(carry, _):
+        fish, c, s, track, wall, turned, caught, avoided = carry
+        fish, c, s, touched, flipped = fish_substep(fish, c, s, params)
+        if static.predator_enabled:
+            track, got, arrived = predator_substep(track, inputs.line, fish, c, s, params)
+            caught, avoided = caught | got, avoided | arrived
+        carry = (fish, c, s, track, wall | touched, turned ^ flipped, caught, avoided)
+        return carry, FishPath(x=fish.x, y=fish.y, vx=fish.vx, vy=fish.vy, c=c, s=s)
+
+    b = inputs.bout
+    init = (fish, b.cos, b.sin, track, false, false, false, false)
+    (fish, _, _, track, wall, turned, caught, avoided), path = jax.lax.scan(
+        body, init, None, length=static.n_substeps
+    )
+    outcome = FishOutcome(
+        fish=fish, predator=track, wall=wall, turned=turned, caught=caught, avoided=avoided
+    )
+    return outcome, path
+
+
+def prey_substep_all(k, prey: PreyState, contacts: Contacts, pose: FishPath, inputs, params):
+    """One sub-step of the prey against the fish's pose: motion, contacts, walls."""
     # Prey: kicks, move, damp, sliding walls.
-    prey = prey_substep(k, carry.prey, carry.contacts, inputs.prey, params)
+    moved = prey_substep(k, prey, contacts, inputs.prey, params)
     # Contacts with the fish's body: capture, else an elastic push-out.
-    prey, contacts = fish_prey_contacts(
-        k, fish, prey, contacts, c, s, inputs.bout, inputs.may_eat, params
+    moved, contacts = fish_prey_contacts(
+        k, pose, moved, contacts, pose.c, pose.s, inputs.bout, inputs.may_eat, params
     )
     # A push-out never leaves a prey beyond its walls.
     plan = inputs.prey
-    px, pvx = slide(prey.x, prey.vx, plan.lo_x, plan.hi_x)
-    py, pvy = slide(prey.y, prey.vy, plan.lo_y, plan.hi_y)
-    prey = prey.replace(x=px, y=py, vx=pvx, vy=pvy)
-    # Predator: along its line; a touch of the whole body is a catch, else it may arrive.
-    track = carry.predator
-    if static.predator_enabled:
-        track, contacts = predator_substep(track, inputs.line, fish, c, s, contacts, params)
-    return Substep(fish=fish, prey=prey, predator=track, contacts=contacts)
+    px, pvx = slide(moved.x, moved.vx, plan.lo_x, plan.hi_x)
+    py, pvy = slide(moved.y, moved.vy, plan.lo_y, plan.hi_y)
+    return moved.replace(x=px, y=py, vx=pvx, vy=pvy), contacts
 
 
 # ---------------------------------------------------------------- the step
@@ -320,44 +371,47 @@ def predator_after(predator: PredatorState, line: PredatorLine, track, contacts,
     return predator, contacts.replace(avoided=contacts.avoided | left)
 
 
-def detailed_loop(fish, prey, track, inputs: StepInputs, params, static):
-    """Runs the sub-steps for the fish, the given prey [P'] and the predator."""
+def prey_loop(fish: FishState, path: FishPath, prey, inputs: StepInputs, params, static):
+    """Runs the sub-steps for the given prey [P'] against the fish's path: (prey, contacts)."""
     b = inputs.bout
     contacts = contacts_lib.start_contacts(
         fish, b.cos, b.sin, prey.x, prey.y, prey.alive, static.n_substeps, params
     )
-    init = Substep(fish=fish, prey=prey, predator=track, contacts=contacts)
-    return jax.lax.fori_loop(
-        0, static.n_substeps, lambda k, c: substep(k, c, inputs, params, static), init
-    )
+
+    def body(carry, xs):
+        k, pose = xs
+        return prey_substep_all(k, *carry, pose, inputs, params), None
+
+    steps = jnp.arange(static.n_substeps, dtype=jnp.int32)
+    (prey, contacts), _ = jax.lax.scan(body, (prey, contacts), (steps, path))
+    return prey, contacts
 
 
-def interacting(fish: FishState, prey: PreyState, plan: PreyPlan, params, static):
+def interacting(fish: FishState, path: FishPath, prey: PreyState, plan: PreyPlan, params, static):
     """Live prey [P] that must go through the sub-step loop.
 
-    Those that may come within sensing or body distance of the fish during
-    the step (fish path + prey path + the larger of the sensing distance and
-    the body length, with the wall jump of the fish), and those whose wall
-    contact the closed form does not follow (:func:`wall_ambiguous`).
+    Those that may come within sensing or body distance of the fish's path
+    during the step (the box around the path, widened by the larger of the
+    sensing distance and the body length and by the prey's own path), and
+    those whose wall contact the closed form does not follow
+    (:func:`wall_ambiguous`).
     """
     n = static.n_substeps
-    travel = travel_bound(jnp.sqrt(fish.vx * fish.vx + fish.vy * fish.vy), 0.0, params, n)
-    # A wall the fish may reach can put it back inside by up to the bouncing margin.
-    r = params.head_radius
-    near_wall = (jnp.minimum(fish.x, params.width - fish.x) <= travel + r) | (
-        jnp.minimum(fish.y, params.height - fish.y) <= travel + r
-    )
-    wall_jump = jnp.where(near_wall, 40.0 + r + params.tail_length, 0.0)
+    lo_x = jnp.minimum(fish.x, jnp.min(path.x))
+    hi_x = jnp.maximum(fish.x, jnp.max(path.x))
+    lo_y = jnp.minimum(fish.y, jnp.min(path.y))
+    hi_y = jnp.maximum(fish.y, jnp.max(path.y))
     body = params.head_radius + params.tail_length + params.prey_radius
-    reach = travel + wall_jump + jnp.maximum(params.sensing_distance, body)
+    reach = jnp.maximum(params.sensing_distance, body)
     prey_speed = jnp.sqrt(prey.vx * prey.vx + prey.vy * prey.vy)
     reach = reach + travel_bound(prey_speed, plan.gait_kick, params, n) + 1.0
-    d2 = (prey.x - fish.x) ** 2 + (prey.y - fish.y) ** 2
+    dx = jnp.maximum(jnp.maximum(lo_x - prey.x, prey.x - hi_x), 0.0)
+    dy = jnp.maximum(jnp.maximum(lo_y - prey.y, prey.y - hi_y), 0.0)
     ax, ay = plan.gait_kick * plan.hx, plan.gait_kick * plan.hy
     ambiguous = wall_ambiguous(prey.x, prey.vx, ax, plan.lo_x, plan.hi_x, params, n) | (
         wall_ambiguous(prey.y, prey.vy, ay, plan.lo_y, plan.hi_y, params, n)
     )
-    return prey.alive & ((d2 <= reach * reach) | ambiguous)
+    return prey.alive & ((dx * dx + dy * dy <= reach * reach) | ambiguous)
 
 
 def integrate_step(
@@ -388,46 +442,52 @@ def integrate_step(
 
     Returns:
       (fish, prey, predator, contacts) after the step: the fish clamped into
-      the arena and turned by pi if bouncing walls turned it an odd number of
-      times; prey angles unchanged (walls do not turn prey).
+      the arena, with the heading and angular velocity the walls left it
+      (its angular velocity carries over to the next step, damped every
+      sub-step, as a pymunk body's does); prey angles unchanged (walls do
+      not turn prey).
     """
     chex.assert_rank([fish.x, fish.y, fish.vx, fish.vy, bout.cos, bout.capture], 0)
     chex.assert_rank([prey.x, prey.y, prey.vx, prey.vy, prey.alive, prey_plan.hx], 1)
     chex.assert_type([prey.x, prey_plan.gait_kick], jnp.float32)
     f32 = jnp.float32
-    fish = fish.replace(**{n: jnp.asarray(getattr(fish, n), f32) for n in ("x", "y", "vx", "vy")})
+    names = ("x", "y", "vx", "vy", "angle", "omega")
+    fish = fish.replace(**{n: jnp.asarray(getattr(fish, n), f32) for n in names})
     line, track = predator_line(predator, predator_can_catch)
     inputs = StepInputs(bout=bout, prey=prey_plan, line=line, may_eat=jnp.ones((), bool))
+    outcome, path = fish_loop(fish, track, inputs, params, static)
     if static.n_near_prey >= prey.x.shape[-1]:
-        out = detailed_loop(fish, prey, track, inputs, params, static)
-        new_prey, contacts = out.prey, out.contacts
+        new_prey, contacts = prey_loop(fish, path, prey, inputs, params, static)
     else:
-        out, new_prey, contacts = _chunked(fish, prey, track, inputs, params, static)
-    return finish_step(fish, out, new_prey, contacts, predator, line, params)
+        new_prey, contacts = _chunked(fish, path, prey, inputs, params, static)
+    contacts = contacts.replace(
+        wall=outcome.wall, turned=outcome.turned, caught=outcome.caught, avoided=outcome.avoided
+    )
+    return finish_step(outcome, new_prey, contacts, predator, line, params)
 
 
-def _run_chunk(start, order, count, prey, full, fish, track, inputs, may_eat, params, static):
-    """Runs the loop for ``order[start:start + K]`` and writes the valid rows into ``full``.
+def _run_chunk(start, order, count, prey, full, fish, path, inputs, may_eat, params, static):
+    """Runs the prey loop for ``order[start:start + K]`` and writes the valid rows into ``full``.
 
-    Returns (loop output, updated full prey, the chunk's meal (sub-step, index)).
+    Returns (the chunk's contacts, updated full prey, the chunk's meal (sub-step, index)).
     """
     k = static.n_near_prey
     idx = jax.lax.dynamic_slice_in_dim(order, start, k)
     valid = start + jnp.arange(k) < count
     take = lambda tree: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
     chunk_inputs = inputs.replace(prey=take(inputs.prey), may_eat=may_eat & valid)
-    out = detailed_loop(fish, take(prey), track, chunk_inputs, params, static)
+    part, contacts = prey_loop(fish, path, take(prey), chunk_inputs, params, static)
 
     # Padding rows (beyond ``count``) are dropped: only valid rows are written.
     dest = jnp.where(valid, idx, prey.x.shape[-1])
-    full = jax.tree_util.tree_map(lambda f, part: f.at[dest].set(part, mode="drop"), full, out.prey)
-    eaten = valid & take(prey.alive) & ~out.prey.alive
+    full = jax.tree_util.tree_map(lambda f, p: f.at[dest].set(p, mode="drop"), full, part)
+    eaten = valid & take(prey.alive) & ~part.alive
     meal_index = jnp.where(jnp.any(eaten), idx[jnp.argmax(eaten)], prey.x.shape[-1])
-    return out, full, (out.contacts.meal_substep, meal_index)
+    return contacts, full, (contacts.meal_substep, meal_index)
 
 
-def _chunked(fish, prey, track, inputs: StepInputs, params, static):
-    """The loop over the interacting prey in chunks, the rest coasted: (out, prey, contacts).
+def _chunked(fish, path, prey, inputs: StepInputs, params, static):
+    """The prey loop over the interacting prey in chunks, the rest coasted: (prey, contacts).
 
     Chunks run independently (each with its own capture window); the step's
     meal is the earliest (sub-step, then lowest index) of the chunks' meals,
@@ -436,7 +496,7 @@ def _chunked(fish, prey, track, inputs: StepInputs, params, static):
     when needed, so the usual cost is one chunk.
     """
     k, n_prey = static.n_near_prey, prey.x.shape[-1]
-    needs = interacting(fish, prey, inputs.prey, params, static)
+    needs = interacting(fish, path, prey, inputs.prey, params, static)
     count = jnp.sum(needs.astype(jnp.int32))
     # The interacting prey's indices in increasing order (ties in a meal go to the lowest
     # index), padded with 0 (room for the last slice): a scatter, much cheaper than a sort.
@@ -447,9 +507,9 @@ def _chunked(fish, prey, track, inputs: StepInputs, params, static):
     )
     full = coast_prey(prey, inputs.prey, params, static)
     args = (order, count, prey)
-    run = functools.partial(_run_chunk, fish=fish, track=track, inputs=inputs, params=params,
+    run = functools.partial(_run_chunk, fish=fish, path=path, inputs=inputs, params=params,
                             static=static)
-    out, full, best = run(0, *args, full, may_eat=True)
+    first, full, best = run(0, *args, full, may_eat=True)
     n_chunks = (n_prey + k - 1) // k
     no_meal = jnp.array([static.n_substeps, n_prey], jnp.int32)
     meals = jnp.tile(no_meal, (n_chunks, 1)).at[0].set(jnp.stack(best))
@@ -473,10 +533,8 @@ def _chunked(fish, prey, track, inputs: StepInputs, params, static):
 
     _, full = jax.lax.while_loop(lambda c: jnp.any(c[0]), redo, (lost, full))
     ate = meals[winner, 1] < n_prey
-    contacts = out.contacts.replace(
-        n_eaten=ate.astype(jnp.int32), meal_substep=meals[winner, 0]
-    )
-    return out, full, contacts
+    contacts = first.replace(n_eaten=ate.astype(jnp.int32), meal_substep=meals[winner, 0])
+    return full, contacts
 
 
 def coast_prey(prey: PreyState, plan: PreyPlan, params: EnvParams, static: StaticParams):
@@ -487,11 +545,11 @@ def coast_prey(prey: PreyState, plan: PreyPlan, params: EnvParams, static: Stati
     return _live_only(prey, x, y, vx, vy)
 
 
-def finish_step(fish, out: Substep, prey, contacts, predator, line, params):
-    """The entities after the loop: fish clamped and turned, predator back in the plane."""
-    x = jnp.clip(out.fish.x, 0.0, params.width)
-    y = jnp.clip(out.fish.y, 0.0, params.height)
-    turn = jnp.where(contacts.turned, jnp.pi, 0.0).astype(jnp.float32)
-    fish = out.fish.replace(x=x, y=y, angle=fish.angle + turn)
-    predator, contacts = predator_after(predator, line, out.predator, contacts, params)
+def finish_step(outcome: FishOutcome, prey, contacts, predator, line, params):
+    """The entities after the loops: fish clamped into the arena, predator back in the plane."""
+    fish = outcome.fish
+    fish = fish.replace(
+        x=jnp.clip(fish.x, 0.0, params.width), y=jnp.clip(fish.y, 0.0, params.height)
+    )
+    predator, contacts = predator_after(predator, line, outcome.predator, contacts, params)
     return fish, prey, predator, contacts

@@ -20,6 +20,10 @@ class FishState:
       angle: [] heading (rad, counter-clockwise from +x; not wrapped).
       vx, vy: [] velocity (px/s).
       energy: [] energy level (<= 1).
+      omega: [] angular velocity (rad/s, counter-clockwise), from wall contacts
+        off the origin (``world.walls``); it carries over between steps.
+      mouth_at_wall: [] bool, the mouth overlaps a wall (a contact that began
+        earlier counts no new wall touch).
     """
 
     x: jnp.ndarray
@@ -28,6 +32,8 @@ class FishState:
     vx: jnp.ndarray
     vy: jnp.ndarray
     energy: jnp.ndarray
+    omega: jnp.ndarray
+    mouth_at_wall: jnp.ndarray
 
 
 @pytree_dataclass
@@ -177,7 +183,7 @@ class EnvState:
 
 
 def with_fish(state: EnvState, x, y, angle, energy=None) -> EnvState:
-    """The state with the fish placed at rest at (x, y) facing ``angle``."""
+    """The state with the fish placed at rest at (x, y) facing ``angle`` (no wall contact yet)."""
     f32 = jnp.float32
     fish = state.fish.replace(
         x=jnp.asarray(x, f32),
@@ -186,6 +192,8 @@ def with_fish(state: EnvState, x, y, angle, energy=None) -> EnvState:
         vx=jnp.zeros((), f32),
         vy=jnp.zeros((), f32),
         energy=state.fish.energy if energy is None else jnp.asarray(energy, f32),
+        omega=jnp.zeros((), f32),
+        mouth_at_wall=jnp.zeros((), bool),
     )
     return state.replace(fish=fish)
 

@@ -34,7 +34,6 @@ class Contacts:
       touched: [P] bool, prey touching the fish's body at the end of the last sub-step.
       jump: [P] bool, prey whose contact began in the last sub-step (they jump now).
       wall: [] bool, the fish touched a wall during the step.
-      turned: [] bool, bouncing walls turned the fish around (odd count).
       n_eaten: [] int32 prey eaten during the step.
       meal_substep: [] int32 sub-step of the meal (n_substeps when none).
       caught: [] bool, the predator caught the fish.
@@ -46,7 +45,6 @@ class Contacts:
     touched: jnp.ndarray
     jump: jnp.ndarray
     wall: jnp.ndarray
-    turned: jnp.ndarray
     n_eaten: jnp.ndarray
     meal_substep: jnp.ndarray
     caught: jnp.ndarray
@@ -96,7 +94,6 @@ def start_contacts(fish: FishState, c, s, prey_x, prey_y, prey_alive, n_substeps
         touched=hits.any,
         jump=jnp.zeros(prey_alive.shape, bool),
         wall=false,
-        turned=false,
         n_eaten=jnp.zeros((), jnp.int32),
         meal_substep=jnp.asarray(n_substeps, jnp.int32),
         caught=false,

@@ -129,15 +129,13 @@ class FishOutcome:
 
     Attributes:
       fish: the fish after the step (not yet clamped).  predator: the predator's track.
-      wall: [] bool, a wall touch began.  turned: [] bool, bouncing walls
-        turned the fish an odd number of times.
+      wall: [] bool, a wall touch began.
       caught, avoided: [] bool, the predator caught the fish / left without it.
     """
 
     fish: FishState
     predator: PredatorTrack
     wall: jnp.ndarray
-    turned: jnp.ndarray
     caught: jnp.ndarray
     avoided: jnp.ndarray
 
@@ -224,9 +222,9 @@ def fish_substep(fish: FishState, c, s, params: EnvParams):
       fish: the fish before the sub-step; c, s: [] its heading (cos, sin of ``fish.angle``).
 
     Returns:
-      (fish, c, s, touched, turned): the fish and its heading after the
-      sub-step; whether a wall touch began and whether a bouncing
-      wall turned the fish around ([] bool each).
+      (fish, c, s, touched): the fish and its heading after the sub-step
+      (a bouncing wall's turn by pi included); whether a wall touch began
+      ([] bool).
     """
     d, dt = params.damping, params.dt
     spin = fish.omega * dt
@@ -243,7 +241,7 @@ def fish_substep(fish: FishState, c, s, params: EnvParams):
     fish = fish.replace(
         x=x, y=y, vx=vx, vy=vy, angle=fish.angle + turn, omega=omega, mouth_at_wall=at_wall
     )
-    return fish, c, s, touched, turned
+    return fish, c, s, touched
 
 
 def prey_substep(k, prey: PreyState, contacts: Contacts, plan: PreyPlan, params: EnvParams):
@@ -306,21 +304,21 @@ def fish_loop(fish: FishState, track: PredatorTrack, inputs: StepInputs, params,
     false = jnp.zeros((), bool)
 
     def body(carry, _):
-        fish, c, s, track, wall, turned, caught, avoided = carry
-        fish, c, s, touched, flipped = fish_substep(fish, c, s, params)
+        fish, c, s, track, wall, caught, avoided = carry
+        fish, c, s, touched = fish_substep(fish, c, s, params)
         if static.predator_enabled:
             track, got, arrived = predator_substep(track, inputs.line, fish, c, s, params)
             caught, avoided = caught | got, avoided | arrived
-        carry = (fish, c, s, track, wall | touched, turned ^ flipped, caught, avoided)
+        carry = (fish, c, s, track, wall | touched, caught, avoided)
         return carry, FishPath(x=fish.x, y=fish.y, vx=fish.vx, vy=fish.vy, c=c, s=s)
 
     b = inputs.bout
-    init = (fish, b.cos, b.sin, track, false, false, false, false)
-    (fish, _, _, track, wall, turned, caught, avoided), path = jax.lax.scan(
+    init = (fish, b.cos, b.sin, track, false, false, false)
+    (fish, _, _, track, wall, caught, avoided), path = jax.lax.scan(
         body, init, None, length=static.n_substeps
     )
     outcome = FishOutcome(
-        fish=fish, predator=track, wall=wall, turned=turned, caught=caught, avoided=avoided
+        fish=fish, predator=track, wall=wall, caught=caught, avoided=avoided
     )
     return outcome, path
 
@@ -461,7 +459,7 @@ def integrate_step(
     else:
         new_prey, contacts = _chunked(fish, path, prey, inputs, params, static)
     contacts = contacts.replace(
-        wall=outcome.wall, turned=outcome.turned, caught=outcome.caught, avoided=outcome.avoided
+        wall=outcome.wall, caught=outcome.caught, avoided=outcome.avoided
     )
     return finish_step(outcome, new_prey, contacts, predator, line, params)
 

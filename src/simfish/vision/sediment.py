@@ -234,6 +234,44 @@ def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
 _render_jit = jax.jit(sediment_value)
 
 
+def _render_pointwise(sediment: Sediment, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``sediment_value`` at every pixel of the grid ys x xs, in row chunks: float32 [H, W]."""
+    out = np.empty((ys.shape[0], xs.shape[0]), dtype=np.float32)
+    rows_per_chunk = max(1, 65536 // max(xs.shape[0], 1))
+    for r0 in range(0, ys.shape[0], rows_per_chunk):
+        grid = np.stack(np.meshgrid(xs, ys[r0 : r0 + rows_per_chunk]), axis=-1)
+        out[r0 : r0 + grid.shape[0]] = np.asarray(_render_jit(sediment, jnp.asarray(grid)))
+    return out
+
+
+def _render_separable(sediment: Sediment, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The texture on the grid ys x xs as one matrix product: float32 [H, W].
+
+    f(x, y) = sum_m a_m cos(A_m(x) + B_m(y)) with A_m = wx_m x and B_m = wy_m y
+    + phi_m, and cos(A + B) = cos A cos B - sin A sin B, so f is the product
+    of per-row factors [H, 2M] (a cos B, -a sin B) and per-column factors
+    [2M, W] (cos A, sin A). The factors are computed in float64, the product
+    in float32; features with amplitude 0 (the padding) are dropped. Only for
+    sign_mix 0: a sign would turn the rounding at f = 0 into a full step.
+    """
+    w = np.asarray(sediment.wavevectors, dtype=np.float64)
+    phases = np.asarray(sediment.phases, dtype=np.float64)
+    amplitudes = np.asarray(sediment.amplitudes, dtype=np.float64)
+    used = amplitudes != 0.0
+    w, phases, amplitudes = w[used], phases[used], amplitudes[used]
+    a = np.outer(xs.astype(np.float64), w[:, 0])  # [W, M]
+    b = np.outer(ys.astype(np.float64), w[:, 1]) + phases  # [H, M]
+    rows = np.concatenate([amplitudes * np.cos(b), -amplitudes * np.sin(b)], axis=1)
+    columns = np.concatenate([np.cos(a), np.sin(a)], axis=1).T
+    out = np.empty((ys.shape[0], xs.shape[0]), dtype=np.float32)
+    np.matmul(rows.astype(np.float32), np.ascontiguousarray(columns, dtype=np.float32), out=out)
+    # value = clip(offset + gain * f, low, high), in float32 as sediment_value does it.
+    out *= np.float32(sediment.gain)
+    out += np.float32(sediment.offset)
+    np.clip(out, np.float32(sediment.low), np.float32(sediment.high), out=out)
+    return out
+
+
 def render_sediment(
     sediment: Sediment,
     x0: float,
@@ -244,6 +282,11 @@ def render_sediment(
     light=None,
 ) -> np.ndarray:
     """Renders a region of the texture as a numpy image (for logs and video).
+
+    A smooth texture (``sign_mix`` 0, every random sediment) is drawn as one
+    matrix product (``_render_separable``), within 1e-5 of the exact value,
+    closer than the float32 ``sediment_value``; a texture with square waves
+    (``sign_mix`` != 0) pixel by pixel with ``sediment_value``.
 
     Args:
       sediment: one (unbatched) texture.
@@ -257,14 +300,13 @@ def render_sediment(
       float32 [height, width], row = y, column = x.
     """
     xs = x0 + px * np.arange(width, dtype=np.float32)
-    out = np.empty((height, width), dtype=np.float32)
-    rows_per_chunk = max(1, 65536 // max(width, 1))
-    for r0 in range(0, height, rows_per_chunk):
-        ys = y0 + px * np.arange(r0, min(height, r0 + rows_per_chunk), dtype=np.float32)
-        grid = np.stack(np.meshgrid(xs, ys), axis=-1)
-        out[r0 : r0 + ys.shape[0]] = np.asarray(_render_jit(sediment, jnp.asarray(grid)))
+    ys = y0 + px * np.arange(height, dtype=np.float32)
+    if float(np.asarray(sediment.sign_mix)) == 0.0:
+        out = _render_separable(sediment, xs, ys)
+    else:
+        out = _render_pointwise(sediment, xs, ys)
     if light is not None:
-        xs_grid, ys_grid = np.meshgrid(xs, y0 + px * np.arange(height, dtype=np.float32))
+        xs_grid, ys_grid = np.meshgrid(xs, ys)
         out *= np.asarray(luminance(light, jnp.stack([xs_grid, ys_grid], axis=-1)))
     return out
 

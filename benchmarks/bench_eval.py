@@ -12,7 +12,8 @@ Make a run directory with an untrained checkpoint once, then time ``eval_agent``
 Prints ``episodes E x steps: X s (Y env steps/s)``. ``--stages`` also prints
 where the parallel path's time goes (first call of a jitted program = its
 compilation; the sediment image is drawn when an episode is handed to the
-observers; HDF5 writing). With ``JAX_COMPILATION_CACHE_DIR=<dir>`` set, a
+observers; HDF5 writing, which overlaps the rest when it runs in the
+logger's background thread). With ``JAX_COMPILATION_CACHE_DIR=<dir>`` set, a
 second run reads the compiled programs from disk (a warm run).
 """
 
@@ -39,9 +40,11 @@ def make_run(path: str) -> None:
     print(f"run directory {path}")
 
 
-_STAGES = ("world reset (jitted, per episode)", "worlds + actor chunk (jitted)",
+_STAGES = ("world reset (jitted, per episode)", "wait for the chunk program (compiled ahead)",
+           "worlds + actor chunk (jitted)",
            "hand episode to observers (all)", "  of which episode start (sediment image)",
-           "HDF5 write")
+           "HDF5 write (hand over to the logger)", "HDF5 file writing (background thread)",
+           "HDF5 close (waits for the last files)")
 
 
 def _stage_timers() -> dict[str, list[float]]:
@@ -65,6 +68,8 @@ def _stage_timers() -> dict[str, list[float]]:
             times[label].append(time.perf_counter() - t0)
             return out
 
+        if hasattr(fn, "lower"):  # a jitted function: keep ahead-of-time compilation
+            wrapper.lower = fn.lower
         setattr(owner, name, wrapper)
 
     init = parallel_eval.ParallelEvaluator.__init__
@@ -75,9 +80,19 @@ def _stage_timers() -> dict[str, list[float]]:
         timed(self, "_play", "worlds + actor chunk (jitted)", block=True)
 
     parallel_eval.ParallelEvaluator.__init__ = patched_init
+    ahead = parallel_eval.ParallelEvaluator._compile_ahead
+
+    def patched_ahead(self, *args, **kwargs):
+        thread = ahead(self, *args, **kwargs)
+        timed(thread, "join", "wait for the chunk program (compiled ahead)")
+        return thread
+
+    parallel_eval.ParallelEvaluator._compile_ahead = patched_ahead
     timed(parallel_eval.ParallelEvaluator, "_replay", "hand episode to observers (all)")
     timed(hdf5_logger.EnvInfoKeep, "_read_episode_start", "  of which episode start (sediment image)")
-    timed(hdf5_logger.HDF5Logger, "write", "HDF5 write")
+    timed(hdf5_logger.HDF5Logger, "write", "HDF5 write (hand over to the logger)")
+    timed(hdf5_logger._EpisodeFileWriter, "_write_one", "HDF5 file writing (background thread)")
+    timed(hdf5_logger.HDF5Logger, "close", "HDF5 close (waits for the last files)")
     return times
 
 

@@ -27,6 +27,7 @@ tool, so their notebooks index the arrays the same way.
 from __future__ import annotations
 
 import abc
+import collections
 import contextlib
 import logging
 import math
@@ -34,6 +35,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -376,13 +378,18 @@ def sediment_dataset(record: Any = None, image: Any = None) -> LoggedDataset:
     if values.ndim != 2 or values.size == 0:
         raise ValueError(f"env.{SEDIMENT_IMAGE_METHOD}: expected an image [height, width], "
                          f"got shape {values.shape}")
-    if not np.isfinite(values).all():
+    low, high = float(values.min()), float(values.max())  # NaN if any pixel is NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"env.{SEDIMENT_IMAGE_METHOD}: the image has non-finite values")
-    low, high = float(values.min()), float(values.max())
     scale = (high - low) / 255.0
-    pixels = np.zeros(values.shape, np.uint8) if scale == 0 else np.rint(
-        (values - low) / scale
-    ).clip(0, 255).astype(np.uint8)
+    if scale == 0:
+        pixels = np.zeros(values.shape, np.uint8)
+    else:  # rint((values - low) / scale) in float32, in one scratch array
+        work = values - low
+        work /= scale
+        np.rint(work, out=work)
+        np.clip(work, 0, 255, out=work)
+        pixels = work.astype(np.uint8)
     attrs.update(stored="image", pixel_offset=low, pixel_scale=scale)
     return LoggedDataset(pixels[None], attrs)
 
@@ -773,8 +780,9 @@ def _prepare(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
-def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str | None) -> None:
-    """Writes a prepared record into an HDF5 group."""
+def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str | None,
+                 level: int | None = None) -> None:
+    """Writes a prepared record into an HDF5 group (``level``: the filter's option, e.g. gzip's)."""
     for name, value in record.items():
         if isinstance(value, _AttributeGroup):
             sub = group.create_group(name)
@@ -785,15 +793,16 @@ def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str 
             if isinstance(data, np.ndarray) and data.ndim == 3 and data.size and compression:
                 chunks = (1, min(data.shape[1], _SEDIMENT_CHUNK), min(data.shape[2], _SEDIMENT_CHUNK))
                 dataset = group.create_dataset(name, data=data, chunks=chunks,
-                                               compression=compression)
+                                               compression=compression, compression_opts=level)
             else:
                 dataset = group.create_dataset(name, data=data)
             for attr_name, attr_value in value.attrs.items():
                 dataset.attrs[attr_name] = attr_value
         elif isinstance(value, dict):
-            _write_group(group.create_group(name), value, compression)
+            _write_group(group.create_group(name), value, compression, level)
         elif isinstance(value, np.ndarray) and value.size >= _COMPRESS_MIN_SIZE and compression:
-            group.create_dataset(name, data=value, compression=compression, shuffle=True)
+            group.create_dataset(name, data=value, compression=compression,
+                                 compression_opts=level, shuffle=True)
         else:
             group.create_dataset(name, data=value)
 
@@ -820,26 +829,70 @@ class _EpisodeFileWriter:
 
     Kept apart from `HDF5Logger` so that a `weakref.finalize` on the logger can
     flush what is pending when the logger is garbage-collected or the
-    interpreter exits without `close()`.
+    interpreter exits without `close()`. With ``background`` the files are
+    written by one worker thread, in the order the records were handed over
+    (`submit`); `wait` collects the finished ones and re-raises a failed
+    write's error.
     """
 
-    def __init__(self, directory: Path, compression: str | None) -> None:
+    def __init__(self, directory: Path, compression: str | None,
+                 background: bool = False, level: int | None = None) -> None:
         self.directory = directory
         self.compression = compression
+        self.level = level
         self.pending: list[dict[str, Any]] = []
         self.written: list[Path] = []
         self._last_index = 0
         self._version = _package_version()
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="hdf5-logger")
+                          if background else None)
+        self._jobs: collections.deque[Future] = collections.deque()
+
+    @property
+    def num_unwritten(self) -> int:
+        """Records not yet on disk: pending ones and background writes not finished."""
+        return len(self.pending) + sum(not job.done() for job in self._jobs)
 
     def flush(self) -> list[Path]:
-        """Writes every pending record, oldest first; returns the new files."""
-        new: list[Path] = []
+        """Writes every pending record, oldest first (waiting for background writes); returns the new files."""
+        new = self.wait()
         while self.pending:
             path = self._write_one(self.pending[0])
             self.pending.pop(0)
             self.written.append(path)
             new.append(path)
         return new
+
+    def submit(self) -> None:
+        """Hands every pending record to the background thread (or writes it now without one)."""
+        if self._executor is None:
+            self.flush()
+            return
+        while self.pending:
+            self._jobs.append(self._executor.submit(self._write_one, self.pending.pop(0)))
+
+    def wait(self, keep: int = 0) -> list[Path]:
+        """Waits until at most ``keep`` background writes are unfinished; returns the new files.
+
+        Raises:
+          The error of a background write that failed (its record is lost;
+          the writes after it still happen).
+        """
+        new: list[Path] = []
+        while len(self._jobs) > keep or (self._jobs and self._jobs[0].done()):
+            path = self._jobs.popleft().result()
+            self.written.append(path)
+            new.append(path)
+        return new
+
+    def close(self) -> list[Path]:
+        """Writes everything (see `flush`) and stops the background thread."""
+        try:
+            return self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
     def _write_one(self, record: Mapping[str, Any]) -> Path:
         """Writes one record to a hidden temp file, syncs it, then publishes it."""
@@ -851,7 +904,7 @@ class _EpisodeFileWriter:
             with h5py.File(tmp_name, "w") as f:
                 f.attrs["format_version"] = FORMAT_VERSION
                 f.attrs["simfish_version"] = self._version
-                _write_group(f, record, self.compression)
+                _write_group(f, record, self.compression, self.level)
             with open(tmp_name, "rb") as fh:
                 os.fsync(fh.fileno())
             return self._publish(Path(tmp_name))
@@ -917,9 +970,19 @@ class HDF5Logger(Logger):
         `wait_min` (bounds memory; one episode is about 4 MB).
       compression: HDF5 filter for arrays of 1024 elements or more ('gzip',
         readable everywhere) or None.
+      compression_level: gzip level 1 (fastest) to 9 (smallest), or None for
+        h5py's default (4). Level 1 writes an episode of `normal` about a
+        third faster; its file is about 5% larger. Any level reads the same.
       sediment: "image" (default: the `sediment` dataset holds the episode's
         texture as uint8 [1, height, width]) or "record" (drop the image, keep
         only the attributes that regenerate it: files of a few MB less).
+      background: write the files in a background thread, so that the caller
+        goes on (e.g. plays the next episodes) while an episode is compressed
+        and written; files, names and order are the same. `write()` then
+        returns once the episode is handed over (blocking only while more
+        than `max_pending` are unwritten), `flush()` and `close()` wait for
+        every file, and a failed background write raises its error from the
+        next `write()`, `flush()` or `close()`. Needs `wait_min=0`.
       clock: monotonic time source in seconds (tests).
     """
 
@@ -932,7 +995,9 @@ class HDF5Logger(Logger):
         *,
         max_pending: int = 16,
         compression: str | None = "gzip",
+        compression_level: int | None = None,
         sediment: str = "image",
+        background: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(directory_or_file, (str, os.PathLike)):
@@ -948,6 +1013,14 @@ class HDF5Logger(Logger):
             raise ValueError(
                 f"HDF5Logger: sediment must be one of {', '.join(SEDIMENT_MODES)}, got {sediment!r}"
             )
+        if compression_level is not None and (
+            compression != "gzip" or not isinstance(compression_level, int)
+            or isinstance(compression_level, bool) or not 0 <= compression_level <= 9
+        ):
+            raise ValueError("HDF5Logger: compression_level must be a gzip level 0-9 with "
+                             f"compression='gzip', got {compression_level!r} with {compression!r}")
+        if background and wait_min != 0:
+            raise ValueError(f"HDF5Logger: background writing needs wait_min=0, got {wait_min!r}")
         label = str(label)
         if os.path.isabs(label) or ".." in Path(label).parts:
             raise ValueError(f"HDF5Logger: label {label!r} must be a relative folder name")
@@ -964,8 +1037,10 @@ class HDF5Logger(Logger):
         self._clock = clock
         self._last_flush: float | None = None
         self._closed = False
-        self._writer = _EpisodeFileWriter(directory, compression)
-        self._finalizer = weakref.finalize(self, self._writer.flush)
+        self._background = bool(background)
+        self._writer = _EpisodeFileWriter(directory, compression, background=self._background,
+                                          level=compression_level)
+        self._finalizer = weakref.finalize(self, self._writer.close)
 
     @property
     def written(self) -> list[Path]:
@@ -974,8 +1049,8 @@ class HDF5Logger(Logger):
 
     @property
     def num_pending(self) -> int:
-        """Number of episodes queued in memory, not yet on disk."""
-        return len(self._writer.pending)
+        """Number of episodes queued in memory (or being written in the background), not yet on disk."""
+        return self._writer.num_unwritten
 
     def write(self, data: Mapping[str, Any]) -> None:
         """Queues one episode and writes the queue if `wait_min` has passed (never sleeps).
@@ -1001,6 +1076,10 @@ class HDF5Logger(Logger):
                 attrs["stored"] = "record"
                 data = {**data, "sediment": LoggedDataset(h5py.Empty("u1"), attrs)}
         self._writer.pending.append(_prepare(data, "HDF5Logger.write"))
+        if self._background:
+            self._writer.submit()
+            self._writer.wait(keep=self.max_pending)
+            return
         now = self._clock()
         due = (
             self.wait_min == 0
@@ -1012,7 +1091,7 @@ class HDF5Logger(Logger):
             self.flush()
 
     def flush(self) -> list[Path]:
-        """Writes every queued episode now; returns the new files."""
+        """Writes every queued episode now (waits for background writes); returns the new files."""
         new = self._writer.flush()
         self._last_flush = self._clock()
         return new
@@ -1021,7 +1100,8 @@ class HDF5Logger(Logger):
         """Writes the queued episodes and closes the logger."""
         if self._closed:
             return
-        self.flush()
+        self._writer.close()
+        self._last_flush = self._clock()
         self._closed = True
         self._finalizer.detach()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -239,6 +240,7 @@ class ParallelEvaluator:
         world_keys, actor_keys = jax.device_get(
             self._keys(seed, np.arange(num_episodes, dtype=np.int32)))
         e = self.num_worlds
+        compiling = self._compile_ahead(world_keys[0], actor_keys[0])
         playing: list[int | None] = [i if i < num_episodes else None for i in range(e)]
         episodes: dict[int, dict[str, Any]] = {}
         finished: dict[int, dict[str, Any]] = {}
@@ -250,6 +252,7 @@ class ParallelEvaluator:
         slots = jax.tree.map(lambda *xs: np.stack(xs), *fresh)
         next_episode = min(e, num_episodes)
         to_yield = 0
+        compiling.join()
         while to_yield < num_episodes:
             t0 = time.perf_counter()
             slots, records = self._play(self._params, slots, self.chunk)
@@ -283,6 +286,28 @@ class ParallelEvaluator:
             while to_yield in finished:
                 yield finished.pop(to_yield)
                 to_yield += 1
+
+    def _compile_ahead(self, world_key: np.ndarray, actor_key: np.ndarray) -> threading.Thread:
+        """Compiles the chunk program in a thread while the first episodes are reset.
+
+        The program is compiled for the slots' shapes (numpy arrays [E, ...],
+        as ``run`` stacks them), so the first ``_play`` call finds it in jit's
+        cache. A failure here is only logged: that call then compiles (and
+        raises) itself.
+        """
+        shapes = jax.eval_shape(self._start_one, world_key, actor_key)[0]
+        slots = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct((self.num_worlds, *x.shape), x.dtype), shapes)
+
+        def compile_play() -> None:
+            try:
+                self._play.lower(self._params, slots, self.chunk).compile()
+            except Exception:  # noqa: BLE001 -- the first call reports it
+                _LOG.debug("compiling the chunk program ahead failed", exc_info=True)
+
+        thread = threading.Thread(target=compile_play, name="compile-eval-chunk", daemon=True)
+        thread.start()
+        return thread
 
     def _begin(self, episodes: dict, episode: int, world_keys: np.ndarray,
                actor_keys: np.ndarray) -> _Slot:

@@ -1,0 +1,158 @@
+"""Evaluation's file writing: background HDF5 writes, gzip level, sediment grey levels."""
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from simfish_rl import hdf5_logger
+from simfish_rl.hdf5_logger import HDF5Logger, sediment_dataset
+
+
+def _record(index: int) -> dict:
+    """A small episode-like record: compressible arrays, a sediment image, env variables."""
+    rng = np.random.default_rng(index)
+    image = np.cumsum(rng.normal(size=(300, 280)), axis=1).astype(np.float32)
+    return {
+        "fish_x": np.linspace(0.0, 100.0, 1501) + index,
+        "vis_observation": rng.random((40, 139, 3, 2), dtype=np.float32),
+        "action": rng.integers(0, 10, 1501),
+        "episode_length": 1500 + index,
+        "sediment": sediment_dataset({"offset": np.float32(30.0)}, image),
+        "env_variables": {"arena_width": 280, "prey_num": 3},
+    }
+
+
+def _contents(path) -> dict:
+    """Every dataset's values and every attribute of a file, by name."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = dict(f.attrs)
+
+        def visit(name, obj):
+            out[name + ".attrs"] = dict(obj.attrs)
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+
+        f.visititems(visit)
+    return out
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], dict):
+            assert a[key].keys() == b[key].keys(), key
+            for name in a[key]:
+                np.testing.assert_array_equal(a[key][name], b[key][name], err_msg=f"{key} {name}")
+        else:
+            assert np.asarray(a[key]).dtype == np.asarray(b[key]).dtype, key
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_background_writer_gives_the_same_files_in_the_same_order(tmp_path):
+    plain = HDF5Logger(tmp_path / "a", add_uid=False, wait_min=0)
+    background = HDF5Logger(tmp_path / "b", add_uid=False, wait_min=0, background=True,
+                            max_pending=2)
+    for i in range(5):
+        plain.write(_record(i))
+        background.write(_record(i))
+    plain.close()
+    background.close()
+    assert background.num_pending == 0
+    names = [p.name for p in plain.written]
+    assert [p.name for p in background.written] == names == [f"logs_{k}.hdf5" for k in range(1, 6)]
+    for name in names:
+        a, b = _contents(tmp_path / "a" / "logs" / name), _contents(tmp_path / "b" / "logs" / name)
+        _assert_same(a, b)
+        assert b["episode_length"] == 1500 + names.index(name)
+
+
+def test_background_writes_run_in_another_thread_and_flush_waits(tmp_path, monkeypatch):
+    threads, release = [], threading.Event()
+    original = hdf5_logger._EpisodeFileWriter._write_one
+
+    def slow_write(self, record):
+        threads.append(threading.current_thread())
+        release.wait(timeout=10)
+        return original(self, record)
+
+    monkeypatch.setattr(hdf5_logger._EpisodeFileWriter, "_write_one", slow_write)
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0, background=True)
+    logger.write(_record(0))  # returns while the file is still being written
+    assert logger.written == [] and logger.num_pending == 1
+    release.set()
+    assert [p.name for p in logger.flush()] == ["logs_1.hdf5"]
+    assert threads and threads[0] is not threading.main_thread()
+    logger.close()
+
+
+def test_failed_background_write_raises_at_the_next_call(tmp_path, monkeypatch):
+    original = hdf5_logger._EpisodeFileWriter._write_one
+
+    def failing_write(self, record):
+        if record["episode_length"][()] == 1501:
+            raise OSError("disk full")
+        return original(self, record)
+
+    monkeypatch.setattr(hdf5_logger._EpisodeFileWriter, "_write_one", failing_write)
+    logger = HDF5Logger(tmp_path, add_uid=False, wait_min=0, background=True)
+    for i in range(3):
+        logger.write(_record(i))
+    with pytest.raises(OSError, match="disk full"):
+        logger.close()
+    logger.close()  # the other episodes were written; nothing is left to raise
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["logs_1.hdf5", "logs_2.hdf5"]
+    assert _contents(tmp_path / "logs" / "logs_2.hdf5")["episode_length"] == 1502
+
+
+def test_gzip_level_changes_the_encoding_not_the_data(tmp_path):
+    default = HDF5Logger(tmp_path / "a", add_uid=False, wait_min=0)
+    fast = HDF5Logger(tmp_path / "b", add_uid=False, wait_min=0, compression_level=1)
+    default.write(_record(3))
+    fast.write(_record(3))
+    default.close()
+    fast.close()
+    a, b = tmp_path / "a" / "logs" / "logs_1.hdf5", tmp_path / "b" / "logs" / "logs_1.hdf5"
+    _assert_same(_contents(a), _contents(b))
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in ("sediment", "vis_observation", "fish_x"):
+            assert fa[name].compression == fb[name].compression == "gzip", name
+            assert (fa[name].compression_opts, fb[name].compression_opts) == (4, 1), name
+        assert fb["vis_observation"].shuffle and fb["sediment"].chunks == (1, 256, 256)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"compression_level": 10}, "compression_level"),
+    ({"compression_level": 1, "compression": None}, "compression_level"),
+    ({"compression_level": True}, "compression_level"),
+    ({"background": True, "wait_min": 1}, "background writing needs wait_min=0"),
+])
+def test_logger_rejects_bad_writing_options(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HDF5Logger(tmp_path, add_uid=False, **{"wait_min": 0, **kwargs})
+
+
+def _grey_levels_reference(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The grey-level mapping as first written (isfinite check, then one expression)."""
+    low, high = float(values.min()), float(values.max())
+    scale = (high - low) / 255.0
+    return np.rint((values - low) / scale).clip(0, 255).astype(np.uint8), low, scale
+
+
+def test_sediment_grey_levels_are_those_of_the_reference_mapping():
+    rng = np.random.default_rng(5)
+    values = (rng.random((257, 301), dtype=np.float32) * 59.7 + 0.2).astype(np.float32)
+    entry = sediment_dataset(None, values)
+    pixels, low, scale = _grey_levels_reference(values)
+    np.testing.assert_array_equal(entry.data[0], pixels)
+    assert entry.attrs["pixel_offset"] == low and entry.attrs["pixel_scale"] == scale
+    assert entry.data[0].min() == 0 and entry.data[0].max() == 255
+    flat = sediment_dataset(None, np.full((4, 5), 7.0, np.float32))
+    assert not flat.data.any() and flat.attrs["pixel_offset"] == 7.0
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = values.copy()
+        broken[100, 7] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            sediment_dataset(None, broken)

@@ -34,6 +34,7 @@ import math
 import os
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
@@ -780,9 +781,47 @@ def _prepare(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return record
 
 
+_GZIP_DEFAULT_LEVEL = 4  # h5py's level for compression="gzip" without compression_opts
+
+
+def _write_gzip_chunks(dataset: h5py.Dataset, data: np.ndarray, level: int | None,
+                       pool: ThreadPoolExecutor) -> None:
+    """Fills a chunked gzip dataset from ``data``, compressing its chunks in ``pool``'s threads.
+
+    Each chunk (edge chunks zero-padded to the full chunk shape, as HDF5 pads
+    them) is deflated with ``zlib`` at the dataset's level and stored as is
+    (``write_direct_chunk``): the file is the one ``create_dataset(data=...)``
+    writes, while ``zlib`` works outside the GIL on several cores.
+    """
+    chunk = dataset.chunks
+    level = _GZIP_DEFAULT_LEVEL if level is None else level
+    corners = list(np.ndindex(*(-(-n // c) for n, c in zip(data.shape, chunk, strict=True))))
+
+    def deflate(corner: tuple[int, ...]) -> bytes:
+        start = [i * c for i, c in zip(corner, chunk, strict=True)]
+        part = data[tuple(slice(a, a + c) for a, c in zip(start, chunk, strict=True))]
+        if part.shape != chunk:
+            padded = np.zeros(chunk, dtype=data.dtype)
+            padded[tuple(slice(0, n) for n in part.shape)] = part
+            part = padded
+        return zlib.compress(np.ascontiguousarray(part).tobytes(), level)
+
+    try:
+        payloads = list(pool.map(deflate, corners))
+    except RuntimeError:  # the pool takes no more work (interpreter exit): deflate here
+        payloads = [deflate(corner) for corner in corners]
+    for corner, payload in zip(corners, payloads, strict=True):
+        dataset.id.write_direct_chunk(
+            tuple(i * c for i, c in zip(corner, chunk, strict=True)), payload)
+
+
 def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str | None,
-                 level: int | None = None) -> None:
-    """Writes a prepared record into an HDF5 group (``level``: the filter's option, e.g. gzip's)."""
+                 level: int | None = None, pool: ThreadPoolExecutor | None = None) -> None:
+    """Writes a prepared record into an HDF5 group.
+
+    ``level`` is the filter's option (gzip's level); with ``pool`` the
+    sediment image's gzip chunks are compressed in its threads.
+    """
     for name, value in record.items():
         if isinstance(value, _AttributeGroup):
             sub = group.create_group(name)
@@ -792,14 +831,20 @@ def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str 
             data = value.data
             if isinstance(data, np.ndarray) and data.ndim == 3 and data.size and compression:
                 chunks = (1, min(data.shape[1], _SEDIMENT_CHUNK), min(data.shape[2], _SEDIMENT_CHUNK))
-                dataset = group.create_dataset(name, data=data, chunks=chunks,
-                                               compression=compression, compression_opts=level)
+                if compression == "gzip" and pool is not None:
+                    dataset = group.create_dataset(name, shape=data.shape, dtype=data.dtype,
+                                                   chunks=chunks, compression=compression,
+                                                   compression_opts=level)
+                    _write_gzip_chunks(dataset, data, level, pool)
+                else:
+                    dataset = group.create_dataset(name, data=data, chunks=chunks,
+                                                   compression=compression, compression_opts=level)
             else:
                 dataset = group.create_dataset(name, data=data)
             for attr_name, attr_value in value.attrs.items():
                 dataset.attrs[attr_name] = attr_value
         elif isinstance(value, dict):
-            _write_group(group.create_group(name), value, compression, level)
+            _write_group(group.create_group(name), value, compression, level, pool)
         elif isinstance(value, np.ndarray) and value.size >= _COMPRESS_MIN_SIZE and compression:
             group.create_dataset(name, data=value, compression=compression,
                                  compression_opts=level, shuffle=True)
@@ -846,6 +891,10 @@ class _EpisodeFileWriter:
         self._version = _package_version()
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="hdf5-logger")
                           if background else None)
+        # Threads that deflate the sediment image's chunks (zlib releases the GIL).
+        self._deflaters = (ThreadPoolExecutor(min(2, os.cpu_count() or 1),
+                                              thread_name_prefix="hdf5-deflate")
+                           if compression == "gzip" else None)
         self._jobs: collections.deque[Future] = collections.deque()
 
     @property
@@ -893,6 +942,9 @@ class _EpisodeFileWriter:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+            if self._deflaters is not None:
+                self._deflaters.shutdown(wait=True)
+                self._deflaters = None
 
     def _write_one(self, record: Mapping[str, Any]) -> Path:
         """Writes one record to a hidden temp file, syncs it, then publishes it."""
@@ -904,7 +956,7 @@ class _EpisodeFileWriter:
             with h5py.File(tmp_name, "w") as f:
                 f.attrs["format_version"] = FORMAT_VERSION
                 f.attrs["simfish_version"] = self._version
-                _write_group(f, record, self.compression, self.level)
+                _write_group(f, record, self.compression, self.level, self._deflaters)
             with open(tmp_name, "rb") as fh:
                 os.fsync(fh.fileno())
             return self._publish(Path(tmp_name))

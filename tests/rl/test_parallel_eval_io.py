@@ -1,6 +1,7 @@
 """Evaluation's file writing: background HDF5 writes, gzip level, sediment grey levels."""
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -156,3 +157,20 @@ def test_sediment_grey_levels_are_those_of_the_reference_mapping():
         broken[100, 7] = bad
         with pytest.raises(ValueError, match="non-finite"):
             sediment_dataset(None, broken)
+
+
+@pytest.mark.parametrize("level", [None, 1])
+def test_sediment_chunks_deflated_in_threads_read_as_h5py_writes_them(tmp_path, level):
+    record = hdf5_logger._prepare(_record(4), "test")
+    paths = [tmp_path / "threads.hdf5", tmp_path / "h5py.hdf5"]
+    with ThreadPoolExecutor(2) as pool:
+        for path, threads in zip(paths, (pool, None), strict=True):
+            with h5py.File(path, "w") as f:
+                hdf5_logger._write_group(f, record, "gzip", level, threads)
+    _assert_same(_contents(paths[0]), _contents(paths[1]))
+    with h5py.File(paths[0]) as a, h5py.File(paths[1]) as b:
+        assert a["sediment"].shape == (1, 300, 280)  # edge chunks are partial
+        for key in ("chunks", "compression", "compression_opts", "shuffle"):
+            assert getattr(a["sediment"], key) == getattr(b["sediment"], key), key
+        assert a["sediment"].compression_opts == (4 if level is None else level)
+        assert a["sediment"].id.get_storage_size() == b["sediment"].id.get_storage_size()

@@ -96,10 +96,26 @@ def _stage_timers() -> dict[str, list[float]]:
     return times
 
 
+def _compile_in_order() -> None:
+    """Makes the parallel path compile its chunk program at its first call (no thread)."""
+    import threading
+
+    from simfish_rl import parallel_eval
+
+    def no_thread(self, *args, **kwargs):
+        thread = threading.Thread(target=lambda: None)
+        thread.start()
+        return thread
+
+    parallel_eval.ParallelEvaluator._compile_ahead = no_thread
+
+
 def time_eval(path: str, episodes: int, parallel: int | None, label: str,
-              stages: bool = False) -> None:
+              stages: bool = False, compile_ahead: bool = True) -> None:
     from simfish_rl.eval_simfish_agent import eval_agent
 
+    if not compile_ahead:
+        _compile_in_order()
     times = _stage_timers() if stages else {}
 
     kwargs = {}
@@ -129,11 +145,14 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=None)
     p.add_argument("--label", default="bench")
     p.add_argument("--stages", action="store_true", help="time the parallel path's stages")
+    p.add_argument("--no-compile-ahead", action="store_true",
+                   help="compile the chunk program at its first call, not in a thread")
     args = parser.parse_args()
     if args.cmd == "make-run":
         make_run(args.path)
     else:
-        time_eval(args.path, args.episodes, args.parallel, args.label, args.stages)
+        time_eval(args.path, args.episodes, args.parallel, args.label, args.stages,
+                  compile_ahead=not args.no_compile_ahead)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 #: The repository root.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_compile_cache_in_home():
+    """`simfish` commands run by tests (in-process or as subprocesses) keep out of ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIMFISH_COMPILE_CACHE", "off")
+        yield
+
+
 #: The golden dynamics setting (golden/README.md): deterministic bouts, no dark
 #: band, no salt, static prey; predators off.
 GOLDEN_OVERRIDES = {

@@ -110,3 +110,37 @@ def test_bench_reports_rates_and_memory(capsys):
     assert rows[0]["state_bytes_per_world"] > 0
     table = bench.format_table("sim", rows)
     assert "world dynamics only" in table and "XLA KB/world" in table
+
+
+def test_compile_cache_folder_precedence(tmp_path):
+    from simfish.tools.cli import compile_cache_dir
+
+    home = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert compile_cache_dir("evaluate", None, home) == tmp_path / "simfish" / "jax"
+    assert compile_cache_dir("train", None, home) == tmp_path / "simfish" / "jax"
+    # bench measures first-run compile times unless a cache is asked for.
+    assert compile_cache_dir("bench", None, home) is None
+    assert compile_cache_dir("bench", str(tmp_path / "c"), home) == tmp_path / "c"
+    # JAX's own variable: JAX reads it, SimFish sets nothing.
+    assert compile_cache_dir("train", None, {**home, "JAX_COMPILATION_CACHE_DIR": "/x"}) is None
+    env = {**home, "SIMFISH_COMPILE_CACHE": str(tmp_path / "env")}
+    assert compile_cache_dir("train", None, env) == tmp_path / "env"
+    assert compile_cache_dir("train", str(tmp_path / "opt"), env) == tmp_path / "opt"
+    for off in ("off", "OFF", "none", "0", ""):
+        assert compile_cache_dir("train", off, home) is None
+        assert compile_cache_dir("train", None, {**home, "SIMFISH_COMPILE_CACHE": off}) is None
+
+
+def test_main_points_jax_at_the_compile_cache(monkeypatch, tmp_path, capsys):
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.config, "update", lambda name, value: calls.append((name, value)))
+    folder = tmp_path / "cache" / "jax"
+    assert main(["--compile-cache", str(folder), "config", "show", "small"]) == 0
+    assert calls == [("jax_compilation_cache_dir", str(folder))]
+    assert folder.is_dir()
+    calls.clear()
+    assert main(["--compile-cache", "off", "config", "show", "small"]) == 0
+    assert calls == []
+    capsys.readouterr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,60 @@ log = logging.getLogger("simfish")
 
 #: Ray actor processes (train) or workers (evaluate) when --actors is not given.
 DEFAULT_ACTORS = 2
+
+#: Environment variable naming the persistent compilation cache folder ("off" disables it).
+COMPILE_CACHE_ENV = "SIMFISH_COMPILE_CACHE"
+
+#: Commands that use the compilation cache by default. ``bench`` does not, so that
+#: its compile times are those of a first run unless a cache is asked for.
+_CACHED_COMMANDS = frozenset({"simulate", "train", "evaluate", "show-eyes"})
+
+_CACHE_OFF = frozenset({"off", "none", "0", "false", "no"})
+
+
+def default_compile_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$XDG_CACHE_HOME/simfish/jax``, or ``~/.cache/simfish/jax`` when XDG_CACHE_HOME is unset."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "simfish" / "jax"
+
+
+def compile_cache_dir(command: str, option: str | None,
+                      environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The persistent compilation cache folder for one command, or None for no cache.
+
+    Precedence: the ``--compile-cache`` option, then ``$SIMFISH_COMPILE_CACHE``,
+    then JAX's own ``$JAX_COMPILATION_CACHE_DIR`` (JAX reads it itself, so
+    None is returned), then the default folder for the commands that compile
+    long programs (train, evaluate, simulate, show-eyes). ``off`` (or none, 0,
+    false, no) disables the cache.
+    """
+    choice = option if option is not None else environ.get(COMPILE_CACHE_ENV)
+    if choice is not None:
+        if choice.strip().lower() in _CACHE_OFF or not choice.strip():
+            return None
+        return Path(choice).expanduser()
+    if environ.get("JAX_COMPILATION_CACHE_DIR") or command not in _CACHED_COMMANDS:
+        return None
+    return default_compile_cache_dir(environ)
+
+
+def _enable_compile_cache(folder: Path) -> None:
+    """Points JAX's persistent compilation cache at ``folder`` (before anything compiles).
+
+    Programs that took at least a second to compile are stored (JAX's
+    default threshold), so a second `simfish evaluate` or a resumed run loads
+    them instead of compiling again. A folder that cannot be made is only
+    logged: the command then runs without the cache.
+    """
+    import jax
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        log.warning("compilation cache %s unusable (%s); compiling without it", folder, err)
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    log.debug("JAX compilation cache: %s", folder)
 
 def _overrides(args: argparse.Namespace) -> dict:
     from simfish.config import parse_override
@@ -167,7 +222,13 @@ def _ray_options(args: argparse.Namespace, training):
 
     envs = args.envs_per_actor if args.envs_per_actor is not None else training.num_envs
     return RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS,
-                      envs_per_actor=envs)
+                      envs_per_actor=envs, jax_cache_dir=_cache_for_workers(args))
+
+
+def _cache_for_workers(args: argparse.Namespace) -> str | None:
+    """The compilation cache folder Ray workers share with this process (None: none)."""
+    cache = getattr(args, "compile_cache_dir", None)
+    return None if cache is None else str(cache)
 
 
 def _check_distributed(args: argparse.Namespace) -> None:
@@ -189,7 +250,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.distributed:
         from simfish_rl.distributed import RayOptions, evaluate_distributed
 
-        options = RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS)
+        options = RayOptions(address=args.ray_address, num_actors=args.actors or DEFAULT_ACTORS,
+                             jax_cache_dir=_cache_for_workers(args))
         summaries = evaluate_distributed(args.config, args.run_dir, options=options, **kwargs)
     else:
         summaries = eval_agent(args.config, args.run_dir, sediment=args.sediment,
@@ -361,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="simfish", description="SimFish: a virtual larval zebrafish in JAX."
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--compile-cache", metavar="DIR|off", default=None,
+        help=f"JAX persistent compilation cache folder (default: ${COMPILE_CACHE_ENV}, else "
+             "~/.cache/simfish/jax for train, evaluate, simulate and show-eyes; 'off' disables it)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("config", help="show a resolved environment configuration")
@@ -553,6 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("jax").setLevel(logging.WARNING)
     try:
+        cache = compile_cache_dir(args.command, args.compile_cache)
+        if cache is not None:
+            _enable_compile_cache(cache)
+        args.compile_cache_dir = cache
         return _COMMANDS[args.command](args)
     except SimFishError as err:
         print(f"simfish: error: {err}", file=sys.stderr)

@@ -303,6 +303,7 @@ def train_device_loop(
     from simfish_rl.training import (
         EPISODE_FIELDS,
         RunDir,
+        _add_scalars,
         _CsvLog,
         _tensorboard,
         make_env,
@@ -390,10 +391,7 @@ def train_device_loop(
                     "loss": loss, "mirrored_loss": mirrored_loss,
                 }
                 metrics_csv.write(row)
-                if tb is not None:
-                    for name, value in row.items():
-                        if name != "time":
-                            tb.add_scalar(f"train/{name}", value, counts["env_steps"])
+                _add_scalars(tb, "train", row, counts["env_steps"])
                 bar.set_postfix(env_sps=f"{row['env_steps_per_second']:.0f}",
                                 learn_sps=f"{row['learner_steps_per_second']:.2f}")
                 last_log, env_at_log, learn_at_log = (

@@ -631,7 +631,7 @@ class _Driver:
         return None
 
     def _record_episodes(self, infos: list[dict], env_before: int) -> None:
-        from simfish_rl.training import EPISODE_FIELDS
+        from simfish_rl.training import EPISODE_FIELDS, _add_scalars
 
         num_worlds = self.options.num_worlds
         for info in infos:
@@ -641,9 +641,8 @@ class _Driver:
                 self.recent.append(row["episode_return"])
                 self.recent_prey.append(row["prey_caught"])
                 self.counts["episodes"] += 1
-                if self.tb is not None:
-                    for name in EPISODE_FIELDS[3:]:
-                        self.tb.add_scalar(f"episode/{name}", row[name], row["env_steps"])
+                _add_scalars(self.tb, "episode", {n: row[n] for n in EPISODE_FIELDS[3:]},
+                             row["env_steps"])
 
     def _checkpoint(self) -> None:
         state, data, sgd_steps, learner_steps = self._learner_call("checkpoint")
@@ -671,11 +670,10 @@ class _Driver:
         }
         row.update({f: s / dt for f, s in zip(self.actor_fields, actor_steps, strict=True)})
         self.metrics_csv.write(row)
-        if self.tb is not None:
-            for name, value in row.items():
-                if name != "time":
-                    group = "actors" if name.startswith("actor_") else "train"
-                    self.tb.add_scalar(f"{group}/{name}", value, self.counts["env_steps"])
+        from simfish_rl.training import _add_scalars
+
+        _add_scalars(self.tb, lambda name: "actors" if name.startswith("actor_") else "train",
+                     row, self.counts["env_steps"])
         return row
 
     # -- the loop ---------------------------------------------------------------

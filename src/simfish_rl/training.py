@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,21 @@ def _tensorboard(path: Path):
     except ImportError:
         return None
     return SummaryWriter(str(path))
+
+
+def _add_scalars(tb, group: str | Callable[[str], str], values: Mapping[str, float],
+                 step: int) -> None:
+    """Adds ``values`` to TensorBoard as ``<group>/<name>`` at ``step`` (no-op without ``tb``).
+
+    ``time`` and non-finite values are left out: NaN in the CSV logs means "no
+    value yet" (no episode ended, no loss before learning), which TensorBoard
+    cannot plot and tensorboardX would complain about on stdout.
+    """
+    if tb is None:
+        return
+    for name, value in values.items():
+        if name != "time" and math.isfinite(value):
+            tb.add_scalar(f"{group(name) if callable(group) else group}/{name}", value, step)
 
 
 # ---------------------------------------------------------------------------
@@ -318,9 +335,8 @@ class _TrainingLoop:
             self.recent.append(row["episode_return"])
             self.recent_prey.append(row["prey_caught"])
             self.counts["episodes"] += 1
-            if self.tb is not None:
-                for name in EPISODE_FIELDS[3:]:
-                    self.tb.add_scalar(f"episode/{name}", row[name], row["env_steps"])
+            _add_scalars(self.tb, "episode", {n: row[n] for n in EPISODE_FIELDS[3:]},
+                         row["env_steps"])
 
     def _record(self) -> dict:
         return dict(self.counts)
@@ -449,10 +465,7 @@ class _TrainingLoop:
             "mirrored_loss": self.metrics.get("mirrored_loss", float("nan")),
         }
         self.metrics_csv.write(row)
-        if self.tb is not None:
-            for name, value in row.items():
-                if name != "time":
-                    self.tb.add_scalar(f"train/{name}", value, self.counts["env_steps"])
+        _add_scalars(self.tb, "train", row, self.counts["env_steps"])
         return row
 
 

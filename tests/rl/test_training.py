@@ -308,3 +308,27 @@ def test_first_checkpoint_comes_with_learning_and_nan_stops_the_run(
         floats = [f[k] for k in f.files if f[k].dtype.kind == "f"]
     assert floats and all(np.isfinite(a).all() for a in floats)
     assert len(list((run_dir / "checkpoints").glob("learner_*.npz"))) == 1
+
+
+def test_tensorboard_rows_leave_out_time_and_missing_values():
+    import math
+
+    from simfish_rl.training import _add_scalars
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def add_scalar(self, tag, value, step):
+            self.calls.append((tag, value, step))
+
+    tb = Recorder()
+    row = {"time": 12.5, "env_steps": 640, "loss": math.nan, "recent_return": -1.5,
+           "actor_0_steps": math.inf}
+    _add_scalars(tb, "train", row, 640)
+    assert tb.calls == [("train/env_steps", 640, 640), ("train/recent_return", -1.5, 640)]
+    tb.calls.clear()
+    _add_scalars(tb, lambda n: "actors" if n.startswith("actor_") else "train",
+                 {"actor_1_steps": 3.0, "loss": 0.25}, 7)
+    assert tb.calls == [("actors/actor_1_steps", 3.0, 7), ("train/loss", 0.25, 7)]
+    _add_scalars(None, "train", row, 1)  # no tensorboardX: nothing to do

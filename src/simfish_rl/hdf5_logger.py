@@ -785,16 +785,20 @@ _GZIP_DEFAULT_LEVEL = 4  # h5py's level for compression="gzip" without compressi
 
 
 def _write_gzip_chunks(dataset: h5py.Dataset, data: np.ndarray, level: int | None,
-                       pool: ThreadPoolExecutor) -> None:
+                       pool: ThreadPoolExecutor, shuffle: bool = False) -> None:
     """Fills a chunked gzip dataset from ``data``, compressing its chunks in ``pool``'s threads.
 
     Each chunk (edge chunks zero-padded to the full chunk shape, as HDF5 pads
-    them) is deflated with ``zlib`` at the dataset's level and stored as is
-    (``write_direct_chunk``): the file is the one ``create_dataset(data=...)``
+    them) goes through the dataset's filters here: with ``shuffle`` (the
+    dataset must have HDF5's shuffle filter) its bytes are regrouped by
+    position within an element (all first bytes, then all second bytes, ...),
+    then it is deflated with ``zlib`` at the dataset's level, and stored as is
+    (``write_direct_chunk``). The file is the one ``create_dataset(data=...)``
     writes, while ``zlib`` works outside the GIL on several cores.
     """
     chunk = dataset.chunks
     level = _GZIP_DEFAULT_LEVEL if level is None else level
+    itemsize = data.dtype.itemsize
     corners = list(np.ndindex(*(-(-n // c) for n, c in zip(data.shape, chunk, strict=True))))
 
     def deflate(corner: tuple[int, ...]) -> bytes:
@@ -804,7 +808,12 @@ def _write_gzip_chunks(dataset: h5py.Dataset, data: np.ndarray, level: int | Non
             padded = np.zeros(chunk, dtype=data.dtype)
             padded[tuple(slice(0, n) for n in part.shape)] = part
             part = padded
-        return zlib.compress(np.ascontiguousarray(part).tobytes(), level)
+        part = np.ascontiguousarray(part)
+        if shuffle and itemsize > 1:  # HDF5's shuffle leaves 1-byte types as they are
+            raw = part.reshape(-1).view(np.uint8).reshape(-1, itemsize).T.tobytes()
+        else:
+            raw = part.tobytes()
+        return zlib.compress(raw, level)
 
     try:
         payloads = list(pool.map(deflate, corners))
@@ -819,8 +828,9 @@ def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str 
                  level: int | None = None, pool: ThreadPoolExecutor | None = None) -> None:
     """Writes a prepared record into an HDF5 group.
 
-    ``level`` is the filter's option (gzip's level); with ``pool`` the
-    sediment image's gzip chunks are compressed in its threads.
+    ``level`` is the filter's option (gzip's level); with ``pool`` the gzip
+    chunks of the sediment image and of every large numeric array are
+    compressed in its threads (`_write_gzip_chunks`).
     """
     for name, value in record.items():
         if isinstance(value, _AttributeGroup):
@@ -846,8 +856,15 @@ def _write_group(group: h5py.Group, record: Mapping[str, Any], compression: str 
         elif isinstance(value, dict):
             _write_group(group.create_group(name), value, compression, level, pool)
         elif isinstance(value, np.ndarray) and value.size >= _COMPRESS_MIN_SIZE and compression:
-            group.create_dataset(name, data=value, compression=compression,
-                                 compression_opts=level, shuffle=True)
+            if compression == "gzip" and pool is not None and value.dtype.kind in "biuf":
+                # h5py's automatic chunk shape (chunks=True), as with data=value.
+                dataset = group.create_dataset(name, shape=value.shape, dtype=value.dtype,
+                                               chunks=True, compression=compression,
+                                               compression_opts=level, shuffle=True)
+                _write_gzip_chunks(dataset, value, level, pool, shuffle=True)
+            else:
+                group.create_dataset(name, data=value, compression=compression,
+                                     compression_opts=level, shuffle=True)
         else:
             group.create_dataset(name, data=value)
 
@@ -891,7 +908,7 @@ class _EpisodeFileWriter:
         self._version = _package_version()
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="hdf5-logger")
                           if background else None)
-        # Threads that deflate the sediment image's chunks (zlib releases the GIL).
+        # Threads that deflate the large datasets' chunks (zlib releases the GIL).
         self._deflaters = (ThreadPoolExecutor(min(2, os.cpu_count() or 1),
                                               thread_name_prefix="hdf5-deflate")
                            if compression == "gzip" else None)

@@ -391,8 +391,7 @@ def eval_agent(
     networks, params, record = load_policy(run.path, env)
     eps = training.evaluation_epsilon if epsilon is None else epsilon
     evaluator = ParallelEvaluator(env, networks.apply, networks.initial_state, params, eps,
-                                  num_worlds=min(num_parallel, num_episodes),
-                                  prefetch_sediment_image=sediment == "image")
+                                  num_worlds=min(num_parallel, num_episodes))
     # Files are written in a background thread while the next episodes play and are
     # prepared (close(), below, waits for every one), at gzip level 1: the same
     # datasets as at the default level 4, about 5% larger files, a third less time.

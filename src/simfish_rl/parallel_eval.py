@@ -30,7 +30,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import dm_env
@@ -54,10 +53,6 @@ COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 """XLA options of the evaluation programs: on CPU, LLVM's level 1 compiles the
 world step about a third faster than the default level and runs it as fast
 (``benchmarks/bench_eval.py``); results are the same for every batch size."""
-
-
-IMAGES_AHEAD = 2
-"""Finished episodes whose sediment images are drawn ahead of the one being logged."""
 
 
 def episode_keys(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
@@ -154,16 +149,10 @@ class ParallelEvaluator:
       epsilon: exploration rate of every episode.
       num_worlds: E, episodes played at once.
       chunk: steps per jitted call (records come to the host once per chunk).
-      prefetch_sediment_image: draw the sediment images of finished episodes
-        in a thread, a few ahead of the episode the observers are taking,
-        instead of when an observer asks for one (E episodes ending together
-        would otherwise wait for E images in turn). For observers that log
-        the image (``EnvInfoKeep(sediment="image")``).
     """
 
     def __init__(self, base: BaseEnvironment, apply_fn: Callable, initial_state_fn: Callable,
-                 params: Any, epsilon: float, num_worlds: int, chunk: int = 50,
-                 prefetch_sediment_image: bool = False):
+                 params: Any, epsilon: float, num_worlds: int, chunk: int = 50):
         if num_worlds < 1:
             raise ValueError(f"num_parallel must be >= 1, got {num_worlds}")
         if not 0.0 <= float(epsilon) <= 1.0:
@@ -172,7 +161,6 @@ class ParallelEvaluator:
         self.env = base.env
         self.num_worlds = num_worlds
         self.chunk = chunk
-        self.prefetch_sediment_image = prefetch_sediment_image
         self._params = params
         self._apply = apply_fn
         self._initial_state_fn = initial_state_fn
@@ -249,17 +237,6 @@ class ParallelEvaluator:
           (timings are shares of the batched wall time; the reset and action
           times are not measured separately and are NaN) and the observers' metrics.
         """
-        images = (ThreadPoolExecutor(1, thread_name_prefix="sediment-image")
-                  if self.prefetch_sediment_image else None)
-        try:
-            yield from self._run(num_episodes, seed, observers, images)
-        finally:
-            if images is not None:
-                images.shutdown(wait=True, cancel_futures=True)
-
-    def _run(self, num_episodes: int, seed: int, observers: Sequence[EnvLoopObserver],
-             images: ThreadPoolExecutor | None) -> Iterator[dict[str, Any]]:
-        """``run``'s loop; ``images`` draws the sediment images ahead (or None)."""
         world_keys, actor_keys = jax.device_get(
             self._keys(seed, np.arange(num_episodes, dtype=np.int32)))
         e = self.num_worlds
@@ -282,8 +259,6 @@ class ParallelEvaluator:
             records, done = jax.device_get((records, slots.done))
             per_step = (time.perf_counter() - t0) / (self.chunk * e)
             host = None
-            ending = [episode for slot, episode in enumerate(playing)
-                      if episode is not None and done[slot]]
             for slot, episode in enumerate(playing):
                 if episode is None:
                     continue
@@ -292,8 +267,6 @@ class ParallelEvaluator:
                     jax.tree.map(lambda x, s=slot, a=active: x[a, s], records))
                 if not done[slot]:
                     continue
-                if images is not None:
-                    self._draw_images_ahead(episodes, ending, ending.index(episode), images)
                 if host is None:  # writable host copies of every slot
                     host = jax.tree.map(np.array, jax.device_get(slots))
                 finished[episode] = self._replay(
@@ -308,13 +281,11 @@ class ParallelEvaluator:
                                          strict=True):
                         leaf[slot] = new
                     next_episode += 1
-                # Hand the summary over now, so that its file is written (in the
-                # logger's thread) while the observers take the next episodes.
-                while to_yield in finished:
-                    yield finished.pop(to_yield)
-                    to_yield += 1
             if host is not None:
                 slots = host
+            while to_yield in finished:
+                yield finished.pop(to_yield)
+                to_yield += 1
 
     def _compile_ahead(self, world_key: np.ndarray, actor_key: np.ndarray) -> threading.Thread:
         """Compiles the chunk program in a thread while the first episodes are reset.
@@ -344,7 +315,6 @@ class ParallelEvaluator:
         slot, (info, sediment) = jax.device_get(
             self._start(world_keys[episode], actor_keys[episode]))
         episodes[episode] = {
-            "image": None,
             "state": slot.env_state,
             "timestep": slot.timestep,
             "info": info_lists(info),
@@ -354,20 +324,6 @@ class ParallelEvaluator:
         }
         return slot
 
-    def _draw_images_ahead(self, episodes: dict, ending: list[int], position: int,
-                           images: ThreadPoolExecutor) -> None:
-        """Submits the sediment images of ``ending[position]`` and the next few to ``images``.
-
-        While the observers take one finished episode, the next ones' images
-        are drawn in the thread (at most ``IMAGES_AHEAD`` beyond the current
-        one, so that few float32 images are held at once).
-        """
-        arena = self.base.config.arena
-        for episode in ending[position:position + 1 + IMAGES_AHEAD]:
-            if episodes[episode]["image"] is None:
-                episodes[episode]["image"] = images.submit(
-                    arena_sediment_image, episodes[episode]["sediment"], arena)
-
     def _replay(self, episode: dict, final_state: Any, observers, per_step: float,
                 counter: Counter) -> dict[str, Any]:
         """Feeds one finished episode to the observers; returns its summary."""
@@ -375,12 +331,8 @@ class ParallelEvaluator:
         length = len(records.action)
         seconds = time.perf_counter() - episode["begun"]
         arena = self.base.config.arena
-        if episode["image"] is not None:
-            image = episode["image"].result
-        else:
-            def image():
-                return arena_sediment_image(episode["sediment"], arena)
-        view = _WorldView(self.base, sediment=episode["sediment"], image=image)
+        view = _WorldView(self.base, sediment=episode["sediment"],
+                          image=lambda: arena_sediment_image(episode["sediment"], arena))
         view.show(episode["state"], episode["info"])
         for observer in observers:
             observer.observe_first(view, _host_timestep(episode["timestep"]))

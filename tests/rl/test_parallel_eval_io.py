@@ -226,3 +226,90 @@ def test_shuffled_chunk_bytes_are_what_hdf5_expects(tmp_path):
         hdf5_logger._write_gzip_chunks(dataset, value, None, pool, shuffle=False)
     with h5py.File(tmp_path / "wrong.hdf5") as f:
         assert not np.array_equal(f["x"][()], value)
+
+
+LAYOUTS = {
+    "float16_2d": np.random.default_rng(6).normal(size=(1500, 5)).astype(np.float16),
+    "uint16_1d": np.random.default_rng(7).integers(0, 60_000, 3001, dtype=np.uint16),
+    "big_endian_f8": np.cumsum(np.random.default_rng(8).normal(size=(700, 9)), 0).astype(">f8"),
+    "fortran_order": np.asfortranarray(np.random.default_rng(9).random((400, 33))),
+    "strided_view": np.random.default_rng(10).random((900, 40), dtype=np.float32)[::2, 1::3],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_other_dtypes_and_memory_layouts_store_h5py_own_chunks(tmp_path, name):
+    value = LAYOUTS[name]
+    paths = [tmp_path / "threads.hdf5", tmp_path / "h5py.hdf5"]
+    with ThreadPoolExecutor(2) as pool:
+        for path, threads in zip(paths, (pool, None), strict=True):
+            with h5py.File(path, "w") as f:
+                hdf5_logger._write_group(f, {name: value}, "gzip", 1, threads)
+    with h5py.File(paths[0]) as a, h5py.File(paths[1]) as b:
+        assert a[name].dtype == b[name].dtype == value.dtype
+        assert a[name].chunks == b[name].chunks
+        np.testing.assert_array_equal(a[name][()], value)
+        assert _raw_chunks(a[name]) == _raw_chunks(b[name])
+
+
+def _episode_metrics(steps: int = 1200) -> dict:
+    """An evaluation-like record: the per-step arrays `EnvInfoKeep` logs, scalars, config."""
+    rng = np.random.default_rng(11)
+    rows = steps + 1
+    prey = rng.random((rows, 120)) * 1500.0
+    prey[:, 90:] = np.nan  # eaten prey are NaN-padded
+    return {
+        "fish_x": np.cumsum(rng.normal(size=rows)),
+        "fish_angle": rng.random(rows) * 6.28,
+        "prey_x": prey,
+        "prey_y": prey[::-1].copy(),
+        "predator_present": rng.random(rows) < 0.1,
+        "event_consumed_prey": rng.integers(0, 2, rows),
+        "action": rng.integers(0, 10, rows),
+        "reward": rng.normal(size=rows),
+        "vis_observation": rng.random((rows, 139, 3, 2), dtype=np.float32),
+        "internal_state": rng.random((rows, 3), dtype=np.float32),
+        "actor_state": rng.normal(size=(steps, 64)).astype(np.float32),
+        "complex_values": np.exp(1j * np.linspace(0, 7, 2000)),  # kept on h5py's own path
+        "short_array": np.arange(1023.0),  # under the compression threshold
+        "episode_length": steps,
+        "label": "normal",
+        "sediment": sediment_dataset({"gain": np.float32(2.0)},
+                                     np.cumsum(rng.normal(size=(520, 300)), 1)),
+        "env_variables": {"arena_width": 1500, "prey_num": 120},
+    }
+
+
+def test_whole_episode_takes_the_threaded_path_and_matches_h5py(tmp_path, monkeypatch):
+    # Every large numeric dataset of a logged episode goes through the zlib
+    # threads; the file has the same datasets and stored chunks as h5py's path.
+    threaded: list[str] = []
+    original = hdf5_logger._write_gzip_chunks
+
+    def spy(dataset, data, level, pool, shuffle=False):
+        threaded.append(dataset.name.lstrip("/"))
+        original(dataset, data, level, pool, shuffle)
+
+    monkeypatch.setattr(hdf5_logger, "_write_gzip_chunks", spy)
+    logger = HDF5Logger(tmp_path / "run", add_uid=False, wait_min=0, compression_level=1)
+    logger.write(_episode_metrics())
+    logger.close()
+    expected = {"fish_x", "fish_angle", "prey_x", "prey_y", "predator_present",
+                "event_consumed_prey", "action", "reward", "vis_observation", "internal_state",
+                "actor_state", "sediment"}
+    assert sorted(threaded) == sorted(expected)
+
+    threads_path = tmp_path / "run" / "logs" / "logs_1.hdf5"
+    h5py_path = tmp_path / "h5py.hdf5"
+    record = hdf5_logger._prepare(_episode_metrics(), "HDF5Logger.write")
+    with h5py.File(h5py_path, "w") as f:
+        hdf5_logger._write_group(f, record, "gzip", 1, None)
+    a_contents, b_contents = _contents(threads_path), _contents(h5py_path)
+    del a_contents["/"]  # the logger adds format_version and simfish_version
+    del b_contents["/"]
+    _assert_same(a_contents, b_contents)
+    with h5py.File(threads_path) as a, h5py.File(h5py_path) as b:
+        for name in expected:
+            assert a[name].compression == "gzip" and a[name].compression_opts == 1, name
+            assert _raw_chunks(a[name]) == _raw_chunks(b[name]), f"{name}: stored chunks differ"
+        assert a["complex_values"].compression == "gzip" and a["short_array"].compression is None

@@ -652,6 +652,8 @@ class _Driver:
         log.info("checkpoint %s at %d env steps", path.name, self.counts["env_steps"])
 
     def _log_row(self, now, dt, env_delta, learn_delta, actor_steps, bytes_sent) -> dict:
+        from simfish_rl.training import _add_scalars
+
         dt = max(dt, 1e-9)
         row = {
             "time": now,
@@ -670,8 +672,6 @@ class _Driver:
         }
         row.update({f: s / dt for f, s in zip(self.actor_fields, actor_steps, strict=True)})
         self.metrics_csv.write(row)
-        from simfish_rl.training import _add_scalars
-
         _add_scalars(self.tb, lambda name: "actors" if name.startswith("actor_") else "train",
                      row, self.counts["env_steps"])
         return row

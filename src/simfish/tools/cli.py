@@ -77,6 +77,7 @@ def _enable_compile_cache(folder: Path) -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     log.debug("JAX compilation cache: %s", folder)
 
+
 def _overrides(args: argparse.Namespace) -> dict:
     from simfish.config import parse_override
 

@@ -269,3 +269,46 @@ def test_chunked_loop_overflow_matches_the_full_loop(near_and_full):
     np.testing.assert_array_equal(np.asarray(s_near.prey.alive), alive)
     np.testing.assert_allclose(np.asarray(s_near.prey.x), np.asarray(s_full.prey.x), atol=1e-2)
     _compare(near, full, s_near, params, key, 6)
+
+
+def _select_cond(pred, true_fn, false_fn, *operands):
+    """``lax.cond`` as ``vmap`` turns it: both branches computed, one selected."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b),
+                                  true_fn(*operands), false_fn(*operands))
+
+
+def test_one_world_skips_change_nothing(near_and_full, monkeypatch):
+    """One world skips the prey loop when no prey interacts and the wall solver when the
+    fish is clear of the walls; computing both branches (as vmap does) gives the same
+    results (the skipped solver is an exact identity there, see test_walls; the compiled
+    programs differ, so an FMA may round differently where the solver does run)."""
+    near, _ = near_and_full
+    params = near.params.replace(sensing_distance=jnp.float32(30.0))
+    step = jax.jit(near.env.step)
+    with monkeypatch.context() as patch:
+        patch.setattr(jax.lax, "cond", _select_cond)
+        step_all = jax.jit(lambda *a: near.env.step(*a)).lower(
+            *_example_step_args(near, params)).compile()
+    key = jax.random.PRNGKey(21)
+    state, _ = near.reset(key, params)
+    # Start near a wall (the solver runs), then swim; most steps have no prey within reach.
+    state = with_fish(state, 60.0, 500.0, np.pi)
+    other = state
+    for i in range(20):
+        k = jax.random.fold_in(key, i)
+        state, ts = step(state, i % 21, k, params)
+        other, other_ts = step_all(other, jnp.int32(i % 21), k, params)
+        for (path, one), two in zip(jax.tree_util.tree_leaves_with_path((state, ts)),
+                                    jax.tree_util.tree_leaves((other, other_ts)), strict=True):
+            if jnp.issubdtype(one.dtype, jax.dtypes.prng_key):
+                one, two = jax.random.key_data(one), jax.random.key_data(two)
+            one, two, where = np.asarray(one), np.asarray(two), f"step {i}, {jax.tree_util.keystr(path)}"
+            if np.issubdtype(one.dtype, np.floating):  # the solver's FMAs may differ by an ulp
+                np.testing.assert_allclose(one, two, rtol=1e-6, atol=1e-6, err_msg=where)
+            else:
+                np.testing.assert_array_equal(one, two, err_msg=where)
+
+
+def _example_step_args(world, params):
+    state, _ = world.reset(jax.random.PRNGKey(0), params)
+    return state, jnp.int32(0), jax.random.PRNGKey(1), params

@@ -137,3 +137,59 @@ def test_predator_touching_only_the_tail_catches_the_fish(small_world):
         state, _ = small_world.step(state, NULL, jax.random.PRNGKey(i), params)
         caught += int(state.last_events.attacks_captured)
     assert caught == 1 and int(state.counts.attacks_avoided) == 0
+
+
+def test_solver_leaves_a_fish_clear_of_the_walls_exactly_as_it_is(golden_world):
+    """The one-world skip of the contact solver changes no bit: clear of the walls, the
+    solver itself returns its input and a zero turn (random poses, speeds and spins)."""
+    params = golden_world.params
+    rng = np.random.default_rng(3)
+    reach = (float(params.mouth_radius) + 2 * float(params.head_radius)
+             + float(params.tail_length) + 1.0 + walls.HALF_THICKNESS)
+    (lo_x, hi_x), (lo_y, hi_y) = walls.wall_lines(params)
+    n = 256
+    # Poses from just clear of a wall (within 3 px of the bound) to the middle.
+    x = np.concatenate([rng.uniform(lo_x + reach, lo_x + reach + 3.0, n // 2),
+                        rng.uniform(lo_x + reach, float(hi_x) - reach, n // 2)]).astype(np.float32)
+    y = rng.uniform(lo_y + reach, float(hi_y) - reach, n).astype(np.float32)
+    vx, vy = rng.normal(0, 500, (2, n)).astype(np.float32)
+    omega = rng.normal(0, 5, n).astype(np.float32)
+    angle = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
+    c, s = np.cos(angle), np.sin(angle)
+    clear = np.asarray(jax.vmap(walls.clear_of_walls, (0, 0, None))(x, y, params))
+    assert clear[n // 2:].all() and clear.mean() > 0.9  # float32 rounding at the bound
+    solved = jax.jit(jax.vmap(walls.solve_contacts, (0,) * 7 + (None,)))(
+        x, y, vx, vy, omega, c, s, params)
+    for got, want in zip(solved[:5], (x, y, vx, vy, omega), strict=True):
+        np.testing.assert_array_equal(np.asarray(got)[clear], want[clear])
+    assert not np.asarray(solved[5])[clear].any()
+    # One world through the branch (a real skip) equals the vmapped select (the solver).
+    one = jax.jit(walls.solve_contacts_if_near, static_argnums=())
+    for i in np.flatnonzero(clear)[:8]:
+        got = one(x[i], y[i], vx[i], vy[i], omega[i], c[i], s[i], params)
+        for g, w in zip(got, solved, strict=True):
+            assert np.asarray(g) == np.asarray(w)[i]
+
+
+def test_clear_of_walls_is_false_for_every_pose_with_a_contact(golden_world):
+    """Conservative: wherever the solver finds a contact, the skip's test says 'near'."""
+    params = golden_world.params
+    rng = np.random.default_rng(4)
+    n = 2048
+    w, h = float(params.width), float(params.height)
+    x = rng.uniform(-10.0, 120.0, n).astype(np.float32)  # near the west wall
+    y = rng.uniform(0.0, h, n).astype(np.float32)
+    flip = rng.random(n) < 0.5  # or near the east wall
+    x = np.where(flip, w - x, x).astype(np.float32)
+    x, y = np.where(rng.random(n) < 0.5, (x, y), (y * w / h, x * h / w)).astype(np.float32)
+    angle = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
+    c, s = np.cos(angle), np.sin(angle)
+    zero = np.zeros(n, np.float32)
+    toward = np.full(n, -300.0, np.float32)  # pressing on the nearer wall
+    out = jax.vmap(walls.solve_contacts, (0,) * 7 + (None,))(x, y, toward, toward, zero, c, s,
+                                                             params)
+    moved = ((np.asarray(out[0]) != x) | (np.asarray(out[1]) != y)
+             | (np.asarray(out[2]) != toward) | (np.asarray(out[3]) != toward))
+    clear = np.asarray(jax.vmap(walls.clear_of_walls, (0, 0, None))(x, y, params))
+    assert moved.sum() > 100  # the sample has many contacts
+    assert not (moved & clear).any()

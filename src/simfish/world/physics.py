@@ -233,7 +233,7 @@ def fish_substep(fish: FishState, c, s, params: EnvParams):
         fish.x + fish.vx * dt, fish.y + fish.vy * dt, fish.vx, fish.vy, c, s,
         fish.mouth_at_wall, params,
     )
-    x, y, vx, vy, omega, push_turn = walls_lib.solve_contacts(
+    x, y, vx, vy, omega, push_turn = walls_lib.solve_contacts_if_near(
         x, y, vx * d, vy * d, fish.omega * d, c, s, params
     )
     c, s = walls_lib.rotate(c, s, push_turn)
@@ -484,6 +484,22 @@ def _run_chunk(start, order, count, prey, full, fish, path, inputs, may_eat, par
     return contacts, full, (contacts.meal_substep, meal_index)
 
 
+def _no_chunk(full, k, n_prey, static):
+    """What :func:`_run_chunk` gives for a chunk without a valid row: no change, no meal.
+
+    Only the step-wide fields of its contacts are read (:func:`integrate_step`
+    replaces the meal); the per-prey ones are those of an empty chunk.
+    """
+    false = jnp.zeros((k,), bool)
+    contacts = Contacts(
+        mouth=false, near=false, touched=false, jump=false, wall=jnp.zeros((), bool),
+        n_eaten=jnp.zeros((), jnp.int32),
+        meal_substep=jnp.asarray(static.n_substeps, jnp.int32),
+        caught=jnp.zeros((), bool), avoided=jnp.zeros((), bool),
+    )
+    return contacts, full, (contacts.meal_substep, jnp.asarray(n_prey, jnp.int32))
+
+
 def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     """The prey loop over the interacting prey in chunks, the rest coasted: (prey, contacts).
 
@@ -491,7 +507,9 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     meal is the earliest (sub-step, then lowest index) of the chunks' meals,
     and the chunks whose meal lost are run again without capture, which is
     exactly what one loop over all prey does. A while loop adds chunks only
-    when needed, so the usual cost is one chunk.
+    when needed, so the usual cost is one chunk; for one world (no ``vmap``)
+    a step without interacting prey (about half of them on ``normal``, nine
+    in ten on ``sparse``) runs none.
     """
     k, n_prey = static.n_near_prey, prey.x.shape[-1]
     needs = interacting(fish, path, prey, inputs.prey, params, static)
@@ -507,7 +525,12 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     args = (order, count, prey)
     run = functools.partial(_run_chunk, fish=fish, path=path, inputs=inputs, params=params,
                             static=static)
-    first, full, best = run(0, *args, full, may_eat=True)
+    first, full, best = jax.lax.cond(
+        count > 0,
+        lambda full: run(0, *args, full, may_eat=True),
+        lambda full: _no_chunk(full, k, n_prey, static),
+        full,
+    )
     n_chunks = (n_prey + k - 1) // k
     no_meal = jnp.array([static.n_substeps, n_prey], jnp.int32)
     meals = jnp.tile(no_meal, (n_chunks, 1)).at[0].set(jnp.stack(best))

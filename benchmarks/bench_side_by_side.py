@@ -9,7 +9,8 @@ It uses nothing but ``simfish.SimFishEnv``, ``simfish.load_config`` and
 has, and the same harness as ``simfish bench``: random actions in jitted
 ``lax.scan`` chunks, compiled and warmed up before the timer, keys made
 before it. ``--what env`` includes vision; ``--worlds 1`` with ``--what
-base`` times the one-world ``BaseEnvironment.step`` instead.
+base`` times the one-world ``BaseEnvironment.step`` instead. ``--cpu-devices
+2`` splits the CPU into two JAX devices and spreads the worlds over them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def vector_rates(
 
     key = jax.random.PRNGKey(0)
     state = jax.jit(reset)(jax.random.split(key, batch))
+    if len(jax.devices()) > 1 and batch % len(jax.devices()) == 0:
+        # --cpu-devices N: the worlds spread over the devices (what VectorEnv does),
+        # through the public jax API so that any tree can be timed alike.
+        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("worlds",))
+        spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("worlds"))
+        state = jax.device_put(state, spread)
     state = jax.block_until_ready(run(state, key))  # compile + warm-up
     n_chunks = max(1, steps // chunk)
     keys = jax.block_until_ready(list(jax.random.split(key, n_chunks)))
@@ -84,14 +91,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--cpu-devices", type=int, default=1,
+                        help="split the CPU into this many JAX devices and spread the worlds")
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     where = simfish.__file__.rsplit("/src/", 1)[0]
     for batch in [1] if args.what == "base" else args.batch:
         if args.what == "base":
             rates = base_rates(args.config, args.steps, args.repeats)
         else:
             rates = vector_rates(args.config, args.what, batch, args.steps, args.repeats)
-        print(f"{where} {args.what} {args.config} batch {batch}: "
+        print(f"{where} {args.what} {args.config} batch {batch} devices {len(jax.devices())}: "
               f"best {max(rates):,.0f} median {float(np.median(rates)):,.0f} world-steps/s")
 
 

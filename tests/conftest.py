@@ -31,6 +31,9 @@ def _no_compile_cache_in_home():
     """`simfish` commands run by tests (in-process or as subprocesses) keep out of ~/.cache."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIMFISH_COMPILE_CACHE", "off")
+        # `simfish bench`/`simulate` run in-process keep the session's single CPU device
+        # (tests that spread worlds over several start a subprocess).
+        patch.setenv("JAX_NUM_CPU_DEVICES", "1")
         yield
 
 

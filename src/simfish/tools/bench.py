@@ -63,12 +63,15 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
       ``state_bytes_per_world`` (the world state's device memory),
       ``step_bytes_per_world`` (XLA's estimate of arguments + outputs +
       temporaries of the compiled chunk, per world; None where the backend
-      does not report it) and ``timed_compiles`` (compilations inside the
-      timed region: 0 unless something is wrong with the benchmark).
+      does not report it), ``timed_compiles`` (compilations inside the
+      timed region: 0 unless something is wrong with the benchmark) and
+      ``devices`` (how many devices the worlds were spread over, see
+      ``VectorEnv``).
     """
     from simfish.wrappers.vector_env import VectorEnv
 
     worlds = VectorEnv(env, batch)
+    devices = 1 if worlds.sharding is None else len(worlds.sharding.device_set)
     chunk = max(1, min(chunk, steps))
 
     def body(carry, key):
@@ -104,7 +107,9 @@ def time_steps(env: Any, batch: int, steps: int, seed: int = 0, chunk: int = 20)
         "steps_per_second": n_chunks * chunk * batch / elapsed,
         "compile_seconds": compile_s,
         "state_bytes_per_world": _tree_bytes(state) / batch,
-        "step_bytes_per_world": _xla_bytes(compiled, batch),
+        # XLA reports one device's share: divide by the worlds on one device.
+        "step_bytes_per_world": _xla_bytes(compiled, batch // devices),
+        "devices": devices,
         "timed_compiles": len(compiles),
     }
 
@@ -149,13 +154,14 @@ def format_table(what: str, rows: Sequence[dict[str, float]]) -> str:
     lines = [
         f"simfish bench {what}: {title}; backend {jax.default_backend()}, "
         f"{len(jax.devices())} device(s)",
-        f"{'batch':>6} {'steps/s':>12} {'compile s':>10} {'state KB/world':>15} "
+        f"{'batch':>6} {'devices':>8} {'steps/s':>12} {'compile s':>10} {'state KB/world':>15} "
         f"{'XLA KB/world':>13} {'peak RSS MB':>12}",
     ]
     for r in rows:
         xla = "n/a" if r["step_bytes_per_world"] is None else f"{r['step_bytes_per_world'] / 1024:.1f}"
         lines.append(
-            f"{r['batch']:>6} {r['steps_per_second']:>12,.0f} {r['compile_seconds']:>10.1f} "
+            f"{r['batch']:>6} {r.get('devices', 1):>8} {r['steps_per_second']:>12,.0f} "
+            f"{r['compile_seconds']:>10.1f} "
             f"{r['state_bytes_per_world'] / 1024:>15.1f} {xla:>13} {r['peak_rss_mb']:>12.0f}"
         )
     return "\n".join(lines)

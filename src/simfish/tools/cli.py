@@ -33,6 +33,50 @@ _CACHED_COMMANDS = frozenset({"simulate", "train", "evaluate", "show-eyes"})
 _CACHE_OFF = frozenset({"off", "none", "0", "false", "no"})
 
 
+#: Commands that split the CPU into one JAX device per usable core by default
+#: (``--cpu-devices auto``): their vectorised worlds then run on every core at
+#: once (docs/performance.md). The others keep JAX's single CPU device unless
+#: ``--cpu-devices`` is given.
+_SPLIT_CPU_COMMANDS = frozenset({"bench", "simulate"})
+
+
+def cpu_device_count(command: str, option: str | None,
+                     environ: Mapping[str, str] = os.environ) -> int | None:
+    """How many CPU devices to ask JAX for, or None to leave JAX's default.
+
+    ``--cpu-devices N`` wins; else ``$JAX_NUM_CPU_DEVICES`` (JAX reads it
+    itself: None); else ``auto`` for ``bench`` and ``simulate``: one device per
+    core this process may run on. ``auto`` can also be given explicitly.
+
+    Raises:
+      SimFishError: the option is neither ``auto`` nor a positive integer.
+    """
+    if option is None:
+        if environ.get("JAX_NUM_CPU_DEVICES") or command not in _SPLIT_CPU_COMMANDS:
+            return None
+        option = "auto"
+    if option.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    try:
+        count = int(option)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise SimFishError(f"--cpu-devices: expected 'auto' or a positive integer, got {option!r}")
+    return count
+
+
+def _split_cpu(count: int) -> None:
+    """Asks JAX for ``count`` CPU devices (before its backends start)."""
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError as err:  # a backend already started: keep what it has
+        log.warning("--cpu-devices %d ignored: %s", count, err)
+
+
 def default_compile_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """``$XDG_CACHE_HOME/simfish/jax``, or ``~/.cache/simfish/jax`` when XDG_CACHE_HOME is unset."""
     base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -428,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile-cache", metavar="DIR|off", default=None,
         help=f"JAX persistent compilation cache folder (default: ${COMPILE_CACHE_ENV}, else "
              "~/.cache/simfish/jax for train, evaluate, simulate and show-eyes; 'off' disables it)")
+    parser.add_argument(
+        "--cpu-devices", metavar="N|auto", default=None,
+        help="split the CPU into N JAX devices over which vectorised worlds are spread "
+             "(default: auto, one per usable core, for bench and simulate; JAX's single "
+             "device, or $JAX_NUM_CPU_DEVICES, for the other commands)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("config", help="show a resolved environment configuration")
@@ -620,6 +669,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("jax").setLevel(logging.WARNING)
     try:
+        devices = cpu_device_count(args.command, args.cpu_devices)
+        if devices is not None:
+            _split_cpu(devices)
         cache = compile_cache_dir(args.command, args.compile_cache)
         if cache is not None:
             _enable_compile_cache(cache)

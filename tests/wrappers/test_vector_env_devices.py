@@ -46,7 +46,7 @@ same = all(
     np.array_equal(np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x),
                    np.asarray(jax.random.key_data(y) if jax.dtypes.issubdtype(y.dtype, jax.dtypes.prng_key) else y))
     for x, y in zip(leaves_a, leaves_b, strict=True))
-(row,) = bench.run("env", config, batch_sizes=[4], steps=40)
+(row,) = bench.run("sim", config, batch_sizes=[4], steps=40)
 print(json.dumps({
     "devices": len(jax.devices()),
     "spread_over": sorted({len(x.sharding.device_set) for x in leaves_a}),

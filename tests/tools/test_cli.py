@@ -1,5 +1,6 @@
 """The command-line tool: output, exit codes and one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -144,3 +145,22 @@ def test_main_points_jax_at_the_compile_cache(monkeypatch, tmp_path, capsys):
     assert main(["--compile-cache", "off", "config", "show", "small"]) == 0
     assert calls == []
     capsys.readouterr()
+
+
+def test_cpu_device_count_precedence_and_errors():
+    from simfish.errors import SimFishError
+    from simfish.tools.cli import cpu_device_count
+
+    cores = len(os.sched_getaffinity(0))
+    # bench and simulate split the CPU by default; the other commands leave JAX's default.
+    assert cpu_device_count("bench", None, {}) == cores
+    assert cpu_device_count("simulate", None, {}) == cores
+    assert cpu_device_count("train", None, {}) is None
+    assert cpu_device_count("evaluate", None, {}) is None
+    # JAX's own variable: JAX reads it, SimFish sets nothing; the option wins over both.
+    assert cpu_device_count("bench", None, {"JAX_NUM_CPU_DEVICES": "3"}) is None
+    assert cpu_device_count("train", "4", {"JAX_NUM_CPU_DEVICES": "3"}) == 4
+    assert cpu_device_count("train", "AUTO", {}) == cores
+    for bad in ("0", "-2", "two", ""):
+        with pytest.raises(SimFishError, match="--cpu-devices"):
+            cpu_device_count("bench", bad, {})

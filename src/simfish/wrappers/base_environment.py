@@ -17,6 +17,7 @@ from typing import Any
 
 import dm_env
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from simfish.config import SimFishConfig, from_flat_dict, load_config
@@ -39,14 +40,75 @@ def _to_numpy(tree):
     return jax.device_get(tree)
 
 
-def _with_key_split(fn):
-    """``fn(*args, key)`` as ``(carried_key, *args) -> (next carried key, *fn's outputs)``."""
+class FlatPack:
+    """A pytree of arrays as one flat array per dtype, and back.
 
-    def split_then_call(carried, *args):
+    Calling a compiled function costs a few microseconds per array passed in
+    or out; the world state has about fifty. Packed, one world's state is four
+    arrays (float32, int32, bool, uint32) and its time step two, which makes a
+    one-world step about a seventh cheaper on a CPU.
+
+    Args:
+      example: a pytree of arrays or ``jax.ShapeDtypeStruct`` giving the
+        structure, shapes and dtypes.
+    """
+
+    def __init__(self, example):
+        leaves, self._treedef = jax.tree.flatten(example)
+        self._dtypes: list[np.dtype] = []
+        self._slots: list[tuple[int, int, int, tuple[int, ...]]] = []
+        sizes: dict[np.dtype, int] = {}
+        for leaf in leaves:
+            dtype = np.dtype(leaf.dtype)  # typed PRNG keys have no numpy dtype: TypeError
+            if dtype not in sizes:
+                sizes[dtype] = 0
+                self._dtypes.append(dtype)
+            size = int(np.prod(leaf.shape, dtype=np.int64))
+            self._slots.append((self._dtypes.index(dtype), sizes[dtype], size, tuple(leaf.shape)))
+            sizes[dtype] += size
+
+    def pack(self, tree) -> tuple[jax.Array, ...]:
+        """The leaves of ``tree``, flattened and concatenated per dtype (jit-able)."""
+        groups: list[list[jax.Array]] = [[] for _ in self._dtypes]
+        for leaf, (group, _, _, _) in zip(jax.tree.leaves(tree), self._slots, strict=True):
+            groups[group].append(jnp.ravel(leaf))
+        return tuple(jnp.concatenate(parts) for parts in groups)
+
+    def unpack(self, packed: Sequence, xp=jnp):
+        """The pytree back from :meth:`pack`'s arrays (``xp=np`` unpacks numpy arrays on the host)."""
+        leaves = [xp.reshape(packed[group][start:start + size], shape)
+                  for group, start, size, shape in self._slots]
+        return jax.tree.unflatten(self._treedef, leaves)
+
+
+def _packed_calls(env: SimFishEnv):
+    """Compiled reset/step/info of one world that take and return packed states.
+
+    Each call splits the carried key inside the compiled function (one
+    dispatch per step; an eager split would be a second one).
+
+    Returns:
+      (state packer, time-step packer, reset(carried key) -> (key, packed
+      state, packed time step), step(key, packed state, action) -> (the
+      same), info(packed state) -> dict).
+    """
+    shapes = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+    states, steps = FlatPack(shapes[0]), FlatPack(shapes[1])
+
+    def reset(carried):
         carried, key = jax.random.split(carried)
-        return (carried, *fn(*args, key))
+        state, timestep = env.reset(key)
+        return carried, states.pack(state), steps.pack(timestep)
 
-    return split_then_call
+    def step(carried, packed, action):
+        carried, key = jax.random.split(carried)
+        state, timestep = env.step(states.unpack(packed), action, key)
+        return carried, states.pack(state), steps.pack(timestep)
+
+    def info(packed):
+        return env.info(states.unpack(packed))
+
+    return states, steps, jax.jit(reset), jax.jit(step), jax.jit(info)
 
 
 class BaseEnvironment(dm_env.Environment):
@@ -73,12 +135,14 @@ class BaseEnvironment(dm_env.Environment):
         self.actions = as_actions(actions)
         self.env = SimFishEnv(self.config, self.actions, vision=vision)
         self.seed(seed)
-        # Each call splits the carried key inside the compiled function: one
-        # dispatch per step (an eager split would be a second one).
-        self._reset_fn = jax.jit(_with_key_split(self.env.reset))
-        self._step_fn = jax.jit(_with_key_split(self.env.step))
-        self._info_fn = jax.jit(self.env.info)
-        self._state = None
+        # The world state lives packed (FlatPack) between calls; ``state``
+        # unpacks it on demand.
+        (self._states, self._steps, self._reset_fn, self._step_fn,
+         self._info_fn) = _packed_calls(self.env)
+        self._pack_fn = jax.jit(self._states.pack)
+        self._unpack_fn = jax.jit(self._states.unpack)
+        self._packed = None
+        self._state = None  # the unpacked state, made when first asked for
         self._reset_next = True
 
     # -------------------------------------------------------------- dm_env
@@ -92,7 +156,8 @@ class BaseEnvironment(dm_env.Environment):
 
     def reset(self) -> dm_env.TimeStep:
         """Starts a new episode and returns its FIRST time step."""
-        self._key, self._state, timestep = self._reset_fn(self._key)
+        self._key, self._packed, timestep = self._reset_fn(self._key)
+        self._state = None
         self._reset_next = False
         return self._convert(timestep)
 
@@ -100,13 +165,15 @@ class BaseEnvironment(dm_env.Environment):
         """Takes one action; after a LAST time step (or before any reset), resets instead."""
         if self._reset_next:
             return self.reset()
-        self._key, self._state, timestep = self._step_fn(self._key, self._state, np.int32(action))
+        self._key, self._packed, timestep = self._step_fn(self._key, self._packed,
+                                                          np.int32(action))
+        self._state = None
         timestep = self._convert(timestep)
         self._reset_next = timestep.last()
         return timestep
 
-    def _convert(self, timestep: dm_env.TimeStep) -> dm_env.TimeStep:
-        ts = _to_numpy(timestep)
+    def _convert(self, packed: Sequence[jax.Array]) -> dm_env.TimeStep:
+        ts = self._steps.unpack(_to_numpy(packed), xp=np)
         step_type = dm_env.StepType(int(ts.step_type))
         first = step_type == dm_env.StepType.FIRST
         return dm_env.TimeStep(
@@ -137,12 +204,14 @@ class BaseEnvironment(dm_env.Environment):
     @property
     def state(self):
         """The current world state (``EnvState``), or None before the first reset."""
+        if self._state is None and self._packed is not None:
+            self._state = self._unpack_fn(self._packed)
         return self._state
 
     def _require_state(self):
-        if self._state is None:
+        if self._packed is None:
             raise RuntimeError("BaseEnvironment: call reset() before reading the world state")
-        return self._state
+        return self.state
 
     def get_info(self) -> dict[str, list]:
         """Per-step info, each value a one-element list (prey lists hold live prey only).
@@ -150,11 +219,13 @@ class BaseEnvironment(dm_env.Environment):
         As in the users' files, ``predator_x`` / ``predator_y`` are 0 when no
         predator is present; ``predator_present`` says whether one is.
         """
-        return info_lists(_to_numpy(self._info_fn(self._require_state())))
+        self._require_state()
+        return info_lists(_to_numpy(self._info_fn(self._packed)))
 
     def set_state(self, state) -> None:
         """Makes ``state`` (one world's ``EnvState``) the current one, e.g. to read its
         attributes for a world that was stepped elsewhere (batched evaluation)."""
+        self._packed = self._pack_fn(state)
         self._state = state
         self._reset_next = False
 

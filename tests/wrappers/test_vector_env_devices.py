@@ -53,7 +53,7 @@ print(json.dumps({
     "single_on": sorted({len(x.sharding.device_set) for x in leaves_b}),
     "odd_sharding": odd.sharding is None,
     "same": bool(same),
-    "episodes": int(np.asarray(a[0].step).sum()),
+    "steps_in_episodes": int(np.asarray(a[0].step).sum()),
     "bench_devices": row["devices"],
     "timed_compiles": row["timed_compiles"],
     "steps_per_second": row["steps_per_second"],
@@ -75,7 +75,7 @@ def test_worlds_spread_over_two_cpu_devices_give_the_same_results(two_devices):
     assert two_devices["devices"] == 2
     assert two_devices["spread_over"] == [2] and two_devices["single_on"] == [1]
     assert two_devices["odd_sharding"]  # not a multiple of 2: left on one device
-    assert two_devices["same"] and two_devices["episodes"] > 0
+    assert two_devices["same"] and two_devices["steps_in_episodes"] > 0
 
 
 def test_bench_spreads_its_worlds_and_compiles_nothing_while_timed(two_devices):

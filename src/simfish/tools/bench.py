@@ -160,7 +160,7 @@ def format_table(what: str, rows: Sequence[dict[str, float]]) -> str:
     for r in rows:
         xla = "n/a" if r["step_bytes_per_world"] is None else f"{r['step_bytes_per_world'] / 1024:.1f}"
         lines.append(
-            f"{r['batch']:>6} {r.get('devices', 1):>8} {r['steps_per_second']:>12,.0f} "
+            f"{r['batch']:>6} {r['devices']:>8} {r['steps_per_second']:>12,.0f} "
             f"{r['compile_seconds']:>10.1f} "
             f"{r['state_bytes_per_world'] / 1024:>15.1f} {xla:>13} {r['peak_rss_mb']:>12.0f}"
         )

@@ -208,9 +208,13 @@ class BaseEnvironment(dm_env.Environment):
             self._state = self._unpack_fn(self._packed)
         return self._state
 
-    def _require_state(self):
+    def _require_packed(self):
         if self._packed is None:
             raise RuntimeError("BaseEnvironment: call reset() before reading the world state")
+        return self._packed
+
+    def _require_state(self):
+        self._require_packed()
         return self.state
 
     def get_info(self) -> dict[str, list]:
@@ -219,8 +223,7 @@ class BaseEnvironment(dm_env.Environment):
         As in the users' files, ``predator_x`` / ``predator_y`` are 0 when no
         predator is present; ``predator_present`` says whether one is.
         """
-        self._require_state()
-        return info_lists(_to_numpy(self._info_fn(self._packed)))
+        return info_lists(_to_numpy(self._info_fn(self._require_packed())))
 
     def set_state(self, state) -> None:
         """Makes ``state`` (one world's ``EnvState``) the current one, e.g. to read its

@@ -29,36 +29,66 @@ from simfish.tools import bench
 from simfish_rl.config import training_profile
 
 
+def _memory_stats() -> dict | None:
+    """The first device's allocator figures (peak bytes in use), where the backend has them."""
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 (backend specific)
+        return None
+    if not stats:
+        return None
+    keys = ("peak_bytes_in_use", "bytes_in_use", "bytes_limit", "largest_alloc_size")
+    return {k: int(stats[k]) for k in keys if k in stats}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=".", help="folder for gpu_check.json")
     parser.add_argument("--quick", action="store_true", help="small sizes (CPU smoke test)")
     parser.add_argument("--seconds", type=float, default=45.0,
                         help="seconds of training measured per size")
+    parser.add_argument("--budget", type=float, default=float("inf"),
+                        help="skip what is left once this many seconds have passed")
+    parser.add_argument("--train-worlds", type=int, nargs="+", default=None,
+                        help="world counts of the training runs (default 1024 256)")
     args = parser.parse_args()
+    start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config("normal")
     env_batches = (16, 64) if args.quick else (1024, 4096, 16384)
-    train_worlds = (8,) if args.quick else (256, 1024)
+    train_worlds = args.train_worlds or ((8,) if args.quick else (1024, 256))
     report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
               "jax": jax.__version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def over_budget(what: str) -> bool:
+        if time.perf_counter() - start < args.budget:
+            return False
+        report.setdefault("skipped", []).append(what)
+        print(f"skipped {what}: over the {args.budget:.0f} s budget", flush=True)
+        return True
 
     def save():
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=float))
 
+    save()
     rows = []
     for batch in env_batches:  # one at a time, so a failure keeps earlier rows
+        if over_budget(f"env step at batch {batch}"):
+            continue
         try:
             rows += bench.run("env", cfg, batch_sizes=(batch,), steps=100 if args.quick else 400)
         except Exception as err:  # noqa: BLE001 (recorded, e.g. out of memory)
             rows.append({"batch": batch, "error": repr(err)[:300]})
+        rows[-1]["device_memory_after"] = _memory_stats()  # peak so far (largest batch yet)
         report["env_step"] = rows
         save()
         print(rows[-1], flush=True)
 
     trains = []
     for worlds in train_worlds:
+        if over_budget(f"training with {worlds} worlds"):
+            continue
         overrides = {"num_envs": worlds}
         if args.quick:
             overrides.update(min_replay_size=64, max_replay_size=2000)
@@ -70,8 +100,10 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001
             trains.append({"num_envs": worlds, "error": repr(err)[:300]})
             print(trains[-1], flush=True)
+        trains[-1]["device_memory_after"] = _memory_stats()
         report["training"] = trains
         save()
+    save()
     print(f"wrote {out / 'gpu_check.json'}")
 
 

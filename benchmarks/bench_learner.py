@@ -1,7 +1,7 @@
 """Benchmark: SimFish R2D2 learner steps/s (each step = regular + mirrored SGD step).
 
 Usage: python benchmarks/bench_learner.py [--batch 32] [--burn-in 8] [--trace 75] [--steps 20]
-       [--breakdown]
+       [--retina-chunk N] [--breakdown]
 
 ``--breakdown`` times the parts of a learner step separately (retina, LSTM,
 target forward, loss gradient, the fused step) instead.
@@ -142,9 +142,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compare-plain", action="store_true",
                         help="also time the plain hk.Conv1D/dynamic_unroll network, interleaved")
+    parser.add_argument("--retina-chunk", type=int, default=None,
+                        help="eye images per retina chunk (0: one chunk; default: the "
+                             "network's default_retina_chunk(), 512 on CPU, one chunk "
+                             "elsewhere)")
     parser.add_argument("--breakdown", action="store_true",
                         help="time the parts of a learner step separately")
     args = parser.parse_args()
+    if args.retina_chunk is not None:
+        from simfish_rl import simfish_r2d2_network
+
+        simfish_r2d2_network.default_retina_chunk = lambda backend=None: args.retina_chunk
     if args.breakdown:
         breakdown(args)
         return

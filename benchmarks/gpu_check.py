@@ -51,15 +51,25 @@ def main() -> None:
                         help="skip what is left once this many seconds have passed")
     parser.add_argument("--train-worlds", type=int, nargs="+", default=None,
                         help="world counts of the training runs (default 1024 256)")
+    parser.add_argument("--env-batches", type=int, nargs="*", default=None,
+                        help="world counts of the env-step rows (default 1024 4096 16384)")
+    parser.add_argument("--retina-chunk", type=int, default=None,
+                        help="eye images per retina chunk in the learner (0: one chunk)")
     args = parser.parse_args()
+    if args.retina_chunk is not None:
+        from simfish_rl import simfish_r2d2_network
+
+        simfish_r2d2_network.default_retina_chunk = lambda backend=None: args.retina_chunk
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config("normal")
     env_batches = (16, 64) if args.quick else (1024, 4096, 16384)
+    if args.env_batches is not None:
+        env_batches = tuple(args.env_batches)
     train_worlds = args.train_worlds or ((8,) if args.quick else (1024, 256))
     report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-              "jax": jax.__version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "jax": jax.__version__, "retina_chunk": args.retina_chunk, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def over_budget(what: str) -> bool:
         if time.perf_counter() - start < args.budget:

@@ -8,10 +8,12 @@ import pytest
 
 from simfish.world.types import OAR
 from simfish_rl.simfish_r2d2_network import (
+    RETINA_CHUNK_SIZE,
     DeepSimfishTorso,
     R2D2SimfishNetwork,
     _Conv1D,
     count_parameters,
+    default_retina_chunk,
     environment_spec_from_env,
     make_environment_spec,
     make_r2d2_networks,
@@ -159,6 +161,20 @@ def test_environment_spec_from_env():
     spec = environment_spec_from_env(FakeEnv())
     assert spec.observations.observation[0].shape == (20, 3, 2)
     assert spec.actions.num_values == 5
+
+
+def test_retina_chunks_only_on_cpu_and_change_nothing():
+    # A CPU runs big batches in chunks (smaller working set); other backends in one.
+    assert default_retina_chunk("cpu") == RETINA_CHUNK_SIZE > 0
+    assert default_retina_chunk("gpu") == default_retina_chunk("tpu") == 0
+    x = jnp.asarray(np.floor(np.random.default_rng(3).random((7, 139, 3)) * 256), jnp.float32)
+    whole = hk.without_apply_rng(hk.transform(lambda x: retina(chunk_size=0)(x)))
+    chunked = hk.without_apply_rng(hk.transform(lambda x: retina(chunk_size=3)(x)))
+    params = whole.init(jax.random.PRNGKey(0), x)
+    out = whole.apply(params, x)
+    # Float32 rounding of a differently blocked convolution only (features reach ~100).
+    np.testing.assert_allclose(chunked.apply(params, x), out, rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(out)) > 1.0
 
 
 @pytest.mark.parametrize("positions", [139, 16, 13])

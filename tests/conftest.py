@@ -4,12 +4,16 @@ JAX compilation dominates test time, so each distinct environment (static
 shape / structure) is built and jitted once per session and shared. Traced
 settings (wall_bounce, paralyze, init_*, energy, ...) are varied by passing a
 modified ``params`` pytree to the same jitted functions instead of
-recompiling.
+recompiling. Programs compiled again anyway (fresh jitted functions of the
+same shapes) load from the session's compilation cache (``pytest_configure``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -24,6 +28,40 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 #: The repository root.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: ``SIMFISH_TEST_COMPILE_CACHE=off`` runs the tests without the session's compilation cache.
+TEST_COMPILE_CACHE_ENV = "SIMFISH_TEST_COMPILE_CACHE"
+_SESSION_CACHE = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    """One JAX persistent compilation cache for this test session, in a new temporary folder.
+
+    Each ``train``, ``eval_agent`` or environment wrapper makes fresh jitted
+    functions, so the same program (same HLO, shapes and options) is compiled
+    again and again across tests. With the cache, a repeat loads the
+    executable XLA already built in this session (the path `simfish train`
+    and `evaluate` take by default). It starts empty every session and is
+    removed at its end, so nothing leaks between runs. Set before anything
+    compiles (JAX decides once per process whether the cache is used);
+    subprocesses and Ray workers are not affected. A cache folder already
+    chosen (``JAX_COMPILATION_CACHE_DIR``) is left as it is.
+    """
+    if os.environ.get(TEST_COMPILE_CACHE_ENV, "").strip().lower() in {"off", "0", "no", "false"}:
+        return
+    if jax.config.jax_compilation_cache_dir:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="simfish-test-jax-cache-"))
+    config.stash[_SESSION_CACHE] = folder
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Programs that took at least half a second to compile are stored.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(_SESSION_CACHE, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -214,3 +214,36 @@ def cloud_world() -> Jitted:
             },
         )
     )
+
+
+#: The shared tiny run: ``TINY_ENV`` trained with ``TINY_TRAINING`` for this many env steps.
+TINY_RUN_STEPS = 400
+TINY_RUN_SEED = 3
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+    """One tiny training run for the session, with two evaluation episodes in logs/eval_model.
+
+    ``TINY_ENV`` trained with ``TINY_TRAINING`` for ``TINY_RUN_STEPS`` env steps
+    (seed ``TINY_RUN_SEED``, a few dozen learner steps), then evaluated for two
+    episodes (seed 3), so the logs hold the agent's LSTM state. Returns
+    ``(run_dir, summary)``, ``summary`` as ``train`` returned it. Never modify it:
+    a test module takes its own copy with :func:`copy_run`.
+    """
+    from simfish_rl.config import TrainingConfig
+    from simfish_rl.eval_simfish_agent import eval_agent
+    from simfish_rl.training import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
+    summary = train(run_dir, load_config("normal", TINY_ENV), TrainingConfig().replace(TINY_TRAINING),
+                    num_steps=TINY_RUN_STEPS, seed=TINY_RUN_SEED, progress=False, overlap=False)
+    eval_agent(None, run_dir, num_episodes=2, log_subdir="eval_model", seed=3)
+    return run_dir, dict(summary)
+
+
+def copy_run(run_dir: Path, tmp_path_factory, name: str) -> Path:
+    """A copy of the run directory ``run_dir`` in a new temporary folder ``name``."""
+    copy = tmp_path_factory.mktemp(name) / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return copy

@@ -1,8 +1,9 @@
 """Batched actor, training loop, run directory, resume and evaluation end to end.
 
-One tiny training run (module fixture) is shared by the tests: a small arena
-with a few worlds, short sequences and a small batch, so that compiling the
-vision, the network and the learner happens once.
+One tiny training run (the session's ``tiny_trained_run``, copied here because
+the tests resume it) is shared by the tests: a small arena with a few worlds,
+short sequences and a small batch, so that compiling the vision, the network
+and the learner happens once.
 """
 
 import json
@@ -13,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import TINY_ENV, TINY_TRAINING
+from conftest import TINY_ENV, TINY_RUN_SEED, TINY_RUN_STEPS, TINY_TRAINING, copy_run
 from simfish.config import load_config
 from simfish.io.actions import Actions
 from simfish.tools.cli import main
@@ -34,11 +35,10 @@ def tiny_training():
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_env_config, tiny_training):
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    summary = train(run_dir, tiny_env_config, tiny_training, num_steps=400, seed=3,
-                    progress=False, overlap=False)
-    return run_dir, summary
+def trained_run(tiny_trained_run, tmp_path_factory):
+    """This module's copy of the session's tiny run (400 env steps, seed 3): tests resume it."""
+    source, summary = tiny_trained_run
+    return copy_run(source, tmp_path_factory, "runs"), dict(summary)
 
 
 def test_apex_epsilons_follow_the_schedule():
@@ -92,7 +92,7 @@ def test_batched_actor_records_episode_boundaries(tiny_env_config):
 
 def test_run_directory_records_everything(trained_run, tiny_env_config, tiny_training):
     run_dir, summary = trained_run
-    assert summary["env_steps"] >= 400 and not summary["resumed"]
+    assert summary["env_steps"] >= TINY_RUN_STEPS == 400 and not summary["resumed"]
     # samples per insert 1: one learner step per batch_size inserted sequences.
     inserted = summary["env_steps"] // tiny_training.sequence_period
     assert summary["learner_steps"] == pytest.approx(
@@ -102,7 +102,7 @@ def test_run_directory_records_everything(trained_run, tiny_env_config, tiny_tra
     assert env_config == tiny_env_config
     assert actions == Actions.default()
     assert training == tiny_training
-    assert meta["seed"] == 3 and "simfish_version" in meta
+    assert meta["seed"] == TINY_RUN_SEED == 3 and "simfish_version" in meta
     progress = json.loads((run_dir / "checkpoints" / "progress.json").read_text())
     assert progress["env_steps"] == summary["env_steps"]
     assert (run_dir / "checkpoints" / progress["learner_file"]).is_file()

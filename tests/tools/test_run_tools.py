@@ -1,8 +1,9 @@
 """The tools on a tiny trained run: agent video, neuron analysis, learning curves, report.
 
-One module fixture: a training run of a few hundred environment steps on a tiny
-world (a few learner steps), evaluated for two episodes, so the logs hold the
-agent's LSTM state.
+The run is the session's ``tiny_trained_run`` (conftest: a few hundred env
+steps on a tiny world, a few dozen learner steps, two evaluation episodes in
+logs/eval_model, so the logs hold the agent's LSTM state), copied here so that
+the tools never touch the shared one.
 """
 
 from __future__ import annotations
@@ -14,37 +15,20 @@ import h5py
 import numpy as np
 import pytest
 
-from simfish import load_config
+from conftest import copy_run
 from simfish.tools.cli import main
 
 iio = pytest.importorskip("imageio.v3")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 pytest.importorskip("matplotlib")
 
-TINY_ENV = {
-    "arena.width": 400, "arena.height": 400, "arena.dark_fraction": 0.0, "prey.num": 20,
-    "prey.reproduction_mode": False, "predator.probability_per_epoch_step": 0.0,
-    "salt.enabled": False, "max_sim_steps_per_episode": 20,
-}  # fmt: skip
-TINY_TRAINING = {
-    "num_envs": 2, "burn_in_length": 2, "trace_length": 8, "sequence_period": 5,
-    "bootstrap_n": 2, "batch_size": 4, "min_replay_size": 4, "max_replay_size": 32,
-    "variable_update_period": 10, "target_update_period": 10,
-}  # fmt: skip
-
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny training run (120 env steps, a few learner steps) with two evaluation episodes."""
-    from simfish_rl.config import TrainingConfig
-    from simfish_rl.eval_simfish_agent import eval_agent
-    from simfish_rl.training import train
-
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    summary = train(run, load_config("normal", TINY_ENV), TrainingConfig().replace(TINY_TRAINING),
-                    num_steps=120, seed=1, progress=False, overlap=False)
-    assert summary["learner_steps"] > 0
-    eval_agent(None, run, num_episodes=2, log_subdir="eval_model", seed=3)
+def trained_run(tiny_trained_run, tmp_path_factory):
+    """The tiny trained run, with two evaluation episodes in logs/eval_model."""
+    run = copy_run(tiny_trained_run[0], tmp_path_factory, "runs")
+    assert tiny_trained_run[1]["learner_steps"] > 0
+    assert len(list((run / "logs" / "eval_model").glob("logs_*.hdf5"))) == 2
     return run
 
 

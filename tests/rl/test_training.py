@@ -63,21 +63,38 @@ def test_training_config_checks_values():
     assert TrainingConfig().sequence_length == 84
 
 
-def test_batched_actor_records_episode_boundaries(tiny_env_config):
-    from simfish_rl.simfish_r2d2_network import environment_spec_from_env, make_r2d2_networks
+def test_batched_actor_records_episode_boundaries(tiny_env_config, tiny_training):
+    """The batched actor, built and called as the trainer does (the tiny run's program).
+
+    ``TINY_TRAINING``: 4 worlds with Ape-X epsilons and the episode metrics,
+    ``sequence_period`` (5) steps per call; 7 calls make 35 steps, so the
+    episode boundary (the LAST timestep at t = 30, the new FIRST at t = 31) falls
+    inside one call (t = 30..34), and the state carries across calls.
+    """
+    from simfish_rl.builder import R2D2Builder
+    from simfish_rl.simfish_r2d2_network import environment_spec_from_env
 
     env = make_env(tiny_env_config, Actions.default())
-    networks = make_r2d2_networks(environment_spec_from_env(env))
+    builder = R2D2Builder(tiny_training, Actions.default())
+    networks = builder.make_networks(environment_spec_from_env(env))
     params = networks.init(jax.random.PRNGKey(0))
-    actor = BatchedActor(env, networks.apply, networks.initial_state, apex_epsilons(3))
+    actor = builder.make_actor(env, networks)
+    assert actor.num_worlds == 4
     state = actor.init(jax.random.PRNGKey(1))
-    state, (steps, ended, _) = actor.collect(params, state, jax.random.PRNGKey(2), 35)
+    period = tiny_training.sequence_period
+    assert period == 5
+    chunks = []
+    for i in range(35 // period):
+        state, chunk = actor.collect(params, state, jax.random.fold_in(jax.random.PRNGKey(2), i),
+                                     period)
+        chunks.append(jax.device_get(chunk))
+    steps, ended, _ = jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
     first = np.asarray(steps.start_of_episode)
-    assert first.shape == (35, 3)
+    assert first.shape == (35, 4)
     assert first[0].all()  # every world starts an episode
     # Episodes of 30 steps: LAST at t = 30, a new FIRST at t = 31.
     assert np.asarray(ended)[29].all() and first[31].all()
-    assert first.sum() == 6
+    assert first.sum() == 8
     discount = np.asarray(steps.discount)
     assert np.all(discount[30] == 0)  # nothing bootstraps across the boundary
     assert np.all(np.asarray(steps.reward)[30] == 0)
@@ -85,9 +102,19 @@ def test_batched_actor_records_episode_boundaries(tiny_env_config):
     assert np.all(hidden[first] == 0)  # the recurrent state restarts with the episode
     assert np.any(hidden[1] != 0)
     visual = np.asarray(steps.observation.observation[0])
-    assert visual.shape == (35, 3, 139, 3, 2)
+    assert visual.shape == (35, 4, 139, 3, 2)
     assert steps.action.dtype == np.int32
     assert int(state.steps) == 35
+    # Without an episode_stats_fn (the default) the same steps come out, and no statistics
+    # (traced only: its program is not compiled here).
+    plain = BatchedActor(env, networks.apply, networks.initial_state, apex_epsilons(4))
+    _, (plain_steps, plain_ended, plain_stats) = plain.collect.trace(
+        params, state, jax.random.PRNGKey(3), period).out_info
+    assert plain_stats == {}
+    assert jax.tree.structure(plain_steps) == jax.tree.structure(steps)
+    assert [(x.shape, x.dtype) for x in jax.tree.leaves(plain_steps)] == [
+        ((period, *x.shape[1:]), x.dtype) for x in jax.tree.leaves(steps)]
+    assert plain_ended.shape == (period, 4) and plain_ended.dtype == np.bool_
 
 
 def test_run_directory_records_everything(trained_run, tiny_env_config, tiny_training):

@@ -54,8 +54,8 @@ def pytest_configure(config):
     folder = Path(tempfile.mkdtemp(prefix="simfish-test-jax-cache-"))
     config.stash[_SESSION_CACHE] = folder
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    # Programs that took at least half a second to compile are stored.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # Every program is stored: many small ones (replay, reset, evaluation steps) repeat too.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def pytest_unconfigure(config):

@@ -15,8 +15,7 @@ import pytest
 
 from simfish.config import load_config
 from simfish.io.actions import Actions
-from simfish.wrappers.vector_env import episode_stats
-from simfish_rl.actor import BatchedActor
+from simfish_rl.builder import R2D2Builder
 from simfish_rl.config import training_profile
 from simfish_rl.eval_simfish_agent import load_policy
 from simfish_rl.training import make_env, train
@@ -25,14 +24,25 @@ THRESHOLD = 1.5
 NUM_WORLDS = 32
 
 
-def prey_per_episode(actor, params, epsilon, key, episodes_per_world=2):
-    """Mean prey eaten per finished episode with a fixed epsilon in every world."""
+def prey_per_episode(actor, params, epsilon, key, chunk, episodes_per_world=2):
+    """Mean prey eaten per finished episode with a fixed epsilon in every world.
+
+    The actor steps ``chunk`` steps a call (the trainer's ``sequence_period``, so
+    that its program is the one training compiled) until every world has ended
+    ``episodes_per_world`` episodes.
+    """
     state = actor.init(key)
     state = state.replace(epsilons=np.full(NUM_WORLDS, epsilon, np.float32))
     steps = episodes_per_world * 51  # 50 steps and the reset after each LAST
-    state, (_, ended, stats) = actor.collect(params, state, jax.random.fold_in(key, 1), steps)
-    ended = np.asarray(ended)
-    prey = np.asarray(stats["prey_caught"])[ended]
+    calls = -(-steps // chunk)  # 11 calls of 10: 110 steps, too few for one more episode
+    ended, prey = [], []
+    for i in range(calls):
+        k = jax.random.fold_in(jax.random.fold_in(key, 1), i)
+        state, (_, chunk_ended, stats) = actor.collect(params, state, k, chunk)
+        ended.append(np.asarray(chunk_ended))
+        prey.append(np.asarray(stats["prey_caught"]))
+    ended = np.concatenate(ended)
+    prey = np.concatenate(prey)[ended]
     assert len(prey) == NUM_WORLDS * episodes_per_world
     return float(prey.mean())
 
@@ -41,20 +51,20 @@ def prey_per_episode(actor, params, epsilon, key, episodes_per_world=2):
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("learning") / "run"
     config = load_config("small")
-    train(run_dir, config, training_profile("quick", {"num_envs": NUM_WORLDS}), num_steps=40_000, seed=0,
-          progress=False, overlap=False)
+    training = training_profile("quick", {"num_envs": NUM_WORLDS})
+    train(run_dir, config, training, num_steps=40_000, seed=0, progress=False, overlap=False)
     env = make_env(config, Actions.default())
     networks, params, _ = load_policy(run_dir, env)
-    actor = BatchedActor(env, networks.apply, networks.initial_state,
-                         np.zeros(NUM_WORLDS, np.float32), episode_stats_fn=episode_stats)
-    return actor, params
+    # The trainer's actor (its episode statistics hold prey_caught); epsilons set per call.
+    actor = R2D2Builder(training, Actions.default()).make_actor(env, networks)
+    return actor, params, training.sequence_period
 
 
 def test_trained_agent_eats_clearly_more_prey_than_random_play(trained):
-    actor, params = trained
+    actor, params, chunk = trained
     key = jax.random.PRNGKey(123)
-    random_play = prey_per_episode(actor, params, 1.0, key)
-    greedy = prey_per_episode(actor, params, 0.0, key)
+    random_play = prey_per_episode(actor, params, 1.0, key, chunk)
+    greedy = prey_per_episode(actor, params, 0.0, key, chunk)
     print(f"prey per episode: random {random_play:.2f}, trained (greedy) {greedy:.2f}")
     assert random_play < THRESHOLD / 3
     assert greedy >= THRESHOLD, f"trained agent ate {greedy:.2f} prey/episode (random {random_play:.2f})"

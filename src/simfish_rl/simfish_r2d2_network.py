@@ -60,7 +60,7 @@ from simfish.world.types import OAR
 NUM_EYES = 2
 LSTM_SIZE = 64
 # Eye images per retina chunk on a CPU (see retina): 512 measured best on 2 cores.
-# A GPU is faster with one chunk (learner step on an H200: 9.7 ms median against
+# A GPU is faster with one chunk (learner step on an H200: 9.7 ms mean against
 # 12.2 ms with chunks of 512), so other backends do not chunk.
 RETINA_CHUNK_SIZE = 512
 

@@ -226,7 +226,7 @@ def tiny_trained_run(tmp_path_factory):
     """One tiny training run for the session, with two evaluation episodes in logs/eval_model.
 
     ``TINY_ENV`` trained with ``TINY_TRAINING`` for ``TINY_RUN_STEPS`` env steps
-    (seed ``TINY_RUN_SEED``, a few dozen learner steps), then evaluated for two
+    (seed ``TINY_RUN_SEED``, about twenty learner steps), then evaluated for two
     episodes (seed 3), so the logs hold the agent's LSTM state. Returns
     ``(run_dir, summary)``, ``summary`` as ``train`` returned it. Never modify it:
     a test module takes its own copy with :func:`copy_run`.

@@ -1,7 +1,7 @@
 """The tools on a tiny trained run: agent video, neuron analysis, learning curves, report.
 
 The run is the session's ``tiny_trained_run`` (conftest: a few hundred env
-steps on a tiny world, a few dozen learner steps, two evaluation episodes in
+steps on a tiny world, about twenty learner steps, two evaluation episodes in
 logs/eval_model, so the logs hold the agent's LSTM state), copied here so that
 the tools never touch the shared one.
 """

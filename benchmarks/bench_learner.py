@@ -134,6 +134,15 @@ def make_plain_haiku_networks(num_actions: int = 21):
     )
 
 
+def use_retina_chunk(chunk: int | None) -> None:
+    """Makes networks built from now on run the retina in chunks of ``chunk`` eye images
+    (0: one chunk; None: leave the network's ``default_retina_chunk``)."""
+    if chunk is not None:
+        from simfish_rl import simfish_r2d2_network
+
+        simfish_r2d2_network.default_retina_chunk = lambda backend=None: chunk
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -149,10 +158,7 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true",
                         help="time the parts of a learner step separately")
     args = parser.parse_args()
-    if args.retina_chunk is not None:
-        from simfish_rl import simfish_r2d2_network
-
-        simfish_r2d2_network.default_retina_chunk = lambda backend=None: args.retina_chunk
+    use_retina_chunk(args.retina_chunk)
     if args.breakdown:
         breakdown(args)
         return

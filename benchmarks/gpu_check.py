@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import jax
+from bench_learner import use_retina_chunk  # this folder's learner benchmark
 
 from simfish.config import load_config
 from simfish.tools import bench
@@ -56,10 +57,7 @@ def main() -> None:
     parser.add_argument("--retina-chunk", type=int, default=None,
                         help="eye images per retina chunk in the learner (0: one chunk)")
     args = parser.parse_args()
-    if args.retina_chunk is not None:
-        from simfish_rl import simfish_r2d2_network
-
-        simfish_r2d2_network.default_retina_chunk = lambda backend=None: args.retina_chunk
+    use_retina_chunk(args.retina_chunk)
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +67,8 @@ def main() -> None:
         env_batches = tuple(args.env_batches)
     train_worlds = args.train_worlds or ((8,) if args.quick else (1024, 256))
     report = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-              "jax": jax.__version__, "retina_chunk": args.retina_chunk, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "jax": jax.__version__, "retina_chunk": args.retina_chunk,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def over_budget(what: str) -> bool:
         if time.perf_counter() - start < args.budget:

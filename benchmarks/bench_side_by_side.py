@@ -8,8 +8,8 @@ It uses nothing but ``simfish.SimFishEnv``, ``simfish.load_config`` and
 ``simfish.Actions`` plus ``jax.vmap``, which every version of the package
 has, and the same harness as ``simfish bench``: random actions in jitted
 ``lax.scan`` chunks, compiled and warmed up before the timer, keys made
-before it. ``--what env`` includes vision; ``--worlds 1`` with ``--what
-base`` times the one-world ``BaseEnvironment.step`` instead. ``--cpu-devices
+before it. ``--what env`` includes vision; ``--what base`` times the
+one-world ``BaseEnvironment.step`` instead (``--batch`` is then ignored). ``--cpu-devices
 2`` splits the CPU into two JAX devices and spreads the worlds over them.
 """
 

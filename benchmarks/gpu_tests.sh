@@ -5,9 +5,9 @@
 # SGD steps, and the device loop (training, checkpoints, resume, evaluation).
 #
 # Usage: benchmarks/gpu_tests.sh OUT_DIR
-# Writes OUT_DIR/gpu_tests.log (pytest's summary and slowest tests) and exits with
-# pytest's status. On a machine without the test tools (and no network), first
-# carry wheels made here, e.g. for Python 3.12:
+# Writes pytest's whole output to OUT_DIR/gpu_tests.log, prints its last 80 lines
+# and exits with pytest's status. On a machine without the test tools (and no
+# network), first carry wheels made here, e.g. for Python 3.12:
 #   python3.12 -m pip download --no-deps -d .whl/test "pytest>=8,<10" pluggy \
 #     iniconfig "hypothesis>=6.100,<7" sortedcontainers attrs packaging
 # and install them with
@@ -26,5 +26,7 @@ $py -m pytest -q -p no:cacheprovider -p no:warnings -ra --durations=15 \
   tests/vision/test_golden_vision.py \
   tests/world/test_dynamics_golden.py \
   tests/rl/test_learner_step.py \
-  tests/rl/test_device_loop.py 2>&1 | tail -80 | tee -a "$out/gpu_tests.log"
-exit "${PIPESTATUS[0]}"
+  tests/rl/test_device_loop.py >> "$out/gpu_tests.log" 2>&1
+status=$?
+tail -80 "$out/gpu_tests.log"
+exit "$status"

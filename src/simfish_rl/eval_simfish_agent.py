@@ -348,7 +348,8 @@ def eval_agent(
     (numbering continues after existing files). Episodes are played
     ``num_parallel`` at a time in vectorised worlds
     (``simfish_rl.parallel_eval.ParallelEvaluator``); episode ``i`` of a given
-    ``seed`` gives the same datasets whatever ``num_parallel``.
+    ``seed`` gives the same datasets whatever ``num_parallel`` on a CPU (on a
+    GPU they were seen to differ: ``docs/training_speed.md``).
 
     Args:
       experiment: the environment to evaluate in: a ``SimFishConfig``, a preset

@@ -20,7 +20,9 @@ Same episode, same numbers, whatever ``E``:
   one world at a time inside ``lax.map``: a batched matmul rounds differently
   from a one-row one, and ``lax.map`` keeps the one-row computation.
 
-``E = 1`` is the one-world path; any ``E`` gives byte-identical datasets.
+``E = 1`` is the one-world path; on a CPU any ``E`` gives byte-identical
+datasets. On a GPU (H200, JAX 0.11.2) the LSTM state was seen to differ
+between E = 1 and E = 3 (``docs/training_speed.md``).
 """
 
 from __future__ import annotations

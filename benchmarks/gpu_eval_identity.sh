@@ -10,7 +10,7 @@
 # fish_x) parting before actor_state points at the vmapped world step (e.g. the
 # vision einsums as cuBLAS matmuls whose kernel depends on the batch), actor_state
 # first at the network. A variant whose flag this XLA does not know fails alone.
-# Seven variants of about a minute each (at most 85 s each).
+# Six variants of about a minute each (at most 85 s each).
 #
 # Usage: benchmarks/gpu_eval_identity.sh OUT_DIR   (needs the .whl setup of gpu_tests.sh)
 set -u
@@ -29,8 +29,6 @@ variant() {
   variant autotune_level_0 XLA_FLAGS=--xla_gpu_autotune_level=0
   variant deterministic_ops XLA_FLAGS=--xla_gpu_deterministic_ops=true
   variant matmul_precision_highest JAX_DEFAULT_MATMUL_PRECISION=highest
-  variant autotune_0_and_highest XLA_FLAGS=--xla_gpu_autotune_level=0 \
-    JAX_DEFAULT_MATMUL_PRECISION=highest
   # Passes that could turn lax.map's one-row matmuls into one batched matmul.
   variant no_dot_merger XLA_FLAGS=--xla_disable_hlo_passes=dot-merger
   variant no_while_unrolling \

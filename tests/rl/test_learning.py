@@ -7,6 +7,11 @@ agent trained for 40,000 env steps (about a minute on 2 CPU cores after
 compilation) eats 3 to 6. The threshold of 1.5 prey per greedy episode is
 out of reach of random play: over 64 episodes its mean would have to be about
 nine times its expected value.
+
+The outcome depends on the training seed: trained alike with seeds 0, 1 and 2
+(December 2026) the agent ate 2.94, 1.17 and 0.00 prey per greedy episode, so
+this test passes with seed 0 only, and a change to the step's numbers in the
+last bits can fail it (docs/performance.md, "The sediment's Fourier sum").
 """
 
 import jax

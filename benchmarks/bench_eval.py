@@ -22,14 +22,15 @@ import inspect
 import time
 
 
-def make_run(path: str) -> None:
+def make_run(path: str, overrides: dict | None = None) -> None:
+    """A run directory with an untrained checkpoint of ``normal`` (plus ``overrides``)."""
     from simfish.config import load_config
     from simfish.io.actions import Actions
     from simfish_rl.builder import make_agent
     from simfish_rl.checkpoint import RunDir
     from simfish_rl.config import TrainingConfig
 
-    config = load_config("normal")
+    config = load_config("normal", overrides)
     training = TrainingConfig().replace({"num_envs": 2, "min_replay_size": 32,
                                          "max_replay_size": 64})
     run = RunDir(__import__("pathlib").Path(path))

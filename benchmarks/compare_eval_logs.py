@@ -41,10 +41,11 @@ def difference(a: np.ndarray, b: np.ndarray) -> str | None:
     if a.shape != b.shape or a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
         return f"shape {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
     diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    diff = np.where(np.isnan(a) & np.isnan(b), 0.0, diff) if a.dtype.kind == "f" else diff
+    # NaN in both files is a match; NaN in one of them is an infinite difference.
+    diff = np.where(np.isnan(diff), np.where(np.isnan(a) & np.isnan(b), 0.0, np.inf), diff)
     steps = np.flatnonzero(diff.reshape(diff.shape[0], -1).max(axis=1) > 0) if a.ndim else []
     first = int(steps[0]) if len(steps) else -1
-    return f"max |diff| {np.nanmax(diff):.3g}, first differing step {first}, " \
+    return f"max |diff| {np.max(diff):.3g}, first differing step {first}, " \
            f"{len(steps)} of {a.shape[0] if a.ndim else 1} steps differ"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_eval import make_run  # noqa: E402
 from compare_eval_logs import compare  # noqa: E402
 
 SMALL_ENV = {
@@ -36,29 +37,18 @@ def main() -> None:
 
     import jax
 
-    from simfish.config import load_config
-    from simfish.io.actions import Actions
-    from simfish_rl.builder import make_agent
-    from simfish_rl.checkpoint import RunDir
-    from simfish_rl.config import TrainingConfig
     from simfish_rl.eval_simfish_agent import eval_agent
 
     print(f"jax {jax.__version__} on {jax.default_backend()}", flush=True)
-    config = load_config("normal", SMALL_ENV)
-    training = TrainingConfig().replace({"num_envs": 2, "min_replay_size": 32,
-                                         "max_replay_size": 64})
-    run = RunDir(args.path / "run")
-    run.create(config, Actions.default(), training, seed=0)
-    agent = make_agent(config, Actions.default(), training, seed=0)
-    run.save_checkpoint(agent.learner, {"env_steps": 0, "learner_steps": 0, "episodes": 0,
-                                        "actor_steps": 0})
+    run_path = args.path / "run"
+    make_run(str(run_path), SMALL_ENV)
     labels = []
     for i, e in enumerate([args.parallel[0], *args.parallel]):
         label = f"e{e}_{i}"
-        eval_agent(None, run.path, num_episodes=args.episodes, log_subdir=label, seed=7,
+        eval_agent(None, run_path, num_episodes=args.episodes, log_subdir=label, seed=7,
                    epsilon=0.3, num_parallel=e)
         labels.append(label)
-    logs = run.path / "logs"
+    logs = run_path / "logs"
     failed = False
     for label in labels[1:]:
         same, total, lines = compare(logs / labels[0], logs / label)

@@ -32,3 +32,16 @@ def test_reports_the_first_differing_step_and_ignores_timings(tmp_path):
     assert (same, total) == (1, 2)
     assert lines == [f"logs_1.hdf5 actor_state: max |diff| {abs(other[3, 1] - hidden[3, 1]):.3g}, "
                      "first differing step 3, 1 of 5 steps differ"]
+
+
+def test_nan_in_one_file_only_is_a_difference(tmp_path):
+    hidden = np.zeros((5, 4), np.float32)
+    hidden[0, 0] = np.nan  # in both files: a match
+    write(tmp_path / "a", hidden, 1.0)
+    other = hidden.copy()
+    other[2, 3] = np.nan
+    write(tmp_path / "b", other, 1.0)
+    assert compare_eval_logs.compare(tmp_path / "a", tmp_path / "a") == (2, 2, [])
+    _, _, lines = compare_eval_logs.compare(tmp_path / "a", tmp_path / "b")
+    assert lines == ["logs_1.hdf5 actor_state: max |diff| inf, first differing step 2, "
+                     "1 of 5 steps differ"]

@@ -30,7 +30,8 @@ part() {  # part NAME LIMIT_S COMMAND...: runs, times and logs one part
 part "learner, retina chunks of 512" 120 $py benchmarks/bench_learner.py --steps "$learner_steps" --retina-chunk 512
 part "learner, retina in one chunk" 120 $py benchmarks/bench_learner.py --steps "$learner_steps" --retina-chunk 0
 part "train small ($worlds worlds, $steps steps)" 180 $py -m simfish.tools.cli train --config small \
-  --profile quick --num-envs "$worlds" --run-dir "$run" --steps "$steps" --max-minutes 2 --quiet
+  --profile quick --train samples_per_insert=1 --num-envs "$worlds" --run-dir "$run" --steps "$steps" \
+  --max-minutes 2 --quiet
 cp "$run/metrics.csv" "$out/metrics.csv" 2>/dev/null
 part "resume to $more steps" 120 $py -m simfish.tools.cli train --run-dir "$run" --steps "$more" --max-minutes 1 --quiet
 cp "$run/metrics.csv" "$out/metrics_resumed.csv" 2>/dev/null

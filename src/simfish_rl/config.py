@@ -161,10 +161,10 @@ NON_LEARNING_OPTIONS: frozenset[str] = frozenset({"checkpoint_every_minutes", "l
 
 #: Named sets of training options. ``users``: the users' own settings (the
 #: defaults). ``quick``: short sequences, a small replay, a faster learning
-#: rate and 8 sampled sequences per inserted one (so the learner takes 8x the
-#: users' steps per env step), for demos, tutorials and smoke tests on small
-#: worlds: on ``small`` it learned to hunt in 24,000 env steps (about a minute
-#: of 2 CPU cores) with each of the 8 seeds tried (docs/training_speed.md).
+#: rate and 8 sampled sequences per inserted one (the users sample 1), for
+#: demos, tutorials and smoke tests on small worlds: on ``small`` it learned to
+#: hunt in 24,000 env steps (about a minute of 2 CPU cores) with each of the 8
+#: seeds tried (docs/training_speed.md).
 PROFILES: dict[str, dict[str, Any]] = {
     "users": {},
     "quick": {

@@ -312,3 +312,57 @@ def test_one_world_skips_change_nothing(near_and_full, monkeypatch):
 def _example_step_args(world, params):
     state, _ = world.reset(jax.random.PRNGKey(0), params)
     return state, jnp.int32(0), jax.random.PRNGKey(1), params
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_vmapped_worlds_pool_their_interacting_prey(near_and_full, monkeypatch, groups):
+    """Under ``vmap`` the interacting prey of all worlds share one pooled loop
+    (``physics._pooled``; with several devices, one pool per device's block of
+    worlds); every world ends each step as it does stepped alone, with its own
+    parameters: world 0 is the overflow scene (three prey compete for the mouth,
+    so two meals are undone), world 1 the same scene with the fish turned away,
+    worlds 2 and 3 the two again with prey that sense the fish only 30 px away
+    (100 px in the others), so that they escape differently."""
+    from simfish.world import physics
+
+    near, _ = near_and_full
+    traced = []
+    pooled = physics._pooled
+    monkeypatch.setattr(physics, "_pooled", lambda *a: traced.append(a[2].x.shape) or pooled(*a))
+    monkeypatch.setattr(jax, "local_device_count", lambda: groups)
+    exact = near.params.replace(deterministic_action=jnp.asarray(True))
+    blind = exact.replace(sensing_distance=jnp.float32(30.0))
+    per_world = [exact, exact, blind, blind]
+    key = jax.random.PRNGKey(9)
+    scene, _ = near.reset(key, exact)
+    angles = np.linspace(0.0, 2.0 * np.pi, 40, endpoint=False) + 0.05
+    radii = 15.0 + 2.0 * np.arange(40)
+    xy = np.stack([600.0 + radii * np.cos(angles), 500.0 + radii * np.sin(angles)], axis=1)
+    for index, ahead in ((5, 9.0), (18, 7.0), (31, 4.5)):
+        xy[index] = (600.0 + ahead, 500.0)
+    scene = with_prey(with_fish(scene, 600.0, 500.0, 0.0), xy)
+    turned = with_fish(scene, 600.0, 500.0, np.pi)
+    alone = [scene, turned, scene, turned]
+    stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+    together = stack(alone)
+    vstep = jax.jit(jax.vmap(near.env.step))
+    for i in range(6):
+        k = jax.random.split(jax.random.fold_in(key, i), 4)
+        actions = np.array([1, 1, 2, 2] if i == 0 else [2, 1, 2, 0], np.int32)
+        together, _ = vstep(together, jnp.asarray(actions), k, stack(per_world))
+        for w in range(4):
+            alone[w], _ = near.step(alone[w], int(actions[w]), k[w], per_world[w])
+            one = jax.tree.map(lambda a, w=w: a[w], together)
+            where = f"step {i}, world {w}"
+            np.testing.assert_array_equal(np.asarray(one.prey.alive),
+                                          np.asarray(alone[w].prey.alive), err_msg=where)
+            assert int(one.counts.prey_caught) == int(alone[w].counts.prey_caught), where
+            for name in ("x", "y", "vx", "vy"):
+                np.testing.assert_allclose(np.asarray(getattr(one.prey, name)),
+                                           np.asarray(getattr(alone[w].prey, name)),
+                                           atol=1e-2, err_msg=where)
+        if i == 0:  # the latest chunk's prey, touched first, is the meal
+            alive = np.asarray(together.prey.alive[0])
+            assert not alive[31] and alive[5] and alive[18]
+    # The batching rule ran, on all four worlds: one pool, or one per group of worlds.
+    assert traced == [(4 // groups, 40)]

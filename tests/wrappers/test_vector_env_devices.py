@@ -22,8 +22,11 @@ from simfish import SimFishEnv, load_config
 from simfish.tools import bench
 from simfish.wrappers.vector_env import VectorEnv
 
-config = load_config("small")
+# A larger arena than small's 300 px: prey coast unless near the fish, so the worlds'
+# interacting prey go through physics._pooled, one pool per device.
+config = load_config("small", {"arena.width": 1200, "arena.height": 1200})
 env = SimFishEnv(config)
+assert env.static.n_near_prey < config.prey.num
 spread, single = VectorEnv(env, 4), VectorEnv(env, 4, devices=jax.devices()[:1])
 odd = VectorEnv(env, 3)  # 3 worlds do not split over 2 devices
 

@@ -28,6 +28,7 @@ immovable in prey contacts), so a step runs in two loops:
 from __future__ import annotations
 
 import functools
+import math
 
 import chex
 import jax
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 from simfish.world import contacts as contacts_lib
 from simfish.world import walls as walls_lib
 from simfish.world.contacts import CONTACT_SLOP, Contacts
-from simfish.world.params import EnvParams, StaticParams
+from simfish.world.params import CHUNK_LANES, EnvParams, StaticParams
 from simfish.world.prey import PreyPlan
 from simfish.world.state import FishState, PredatorState, PreyState
 from simfish.world.types import pytree_dataclass
@@ -457,7 +458,7 @@ def integrate_step(
     if static.n_near_prey >= prey.x.shape[-1]:
         new_prey, contacts = prey_loop(fish, path, prey, inputs, params, static)
     else:
-        new_prey, contacts = _chunked(fish, path, prey, inputs, params, static)
+        new_prey, contacts = _prey_phase(static)(fish, path, prey, inputs, params)
     contacts = contacts.replace(
         wall=outcome.wall, caught=outcome.caught, avoided=outcome.avoided
     )
@@ -484,19 +485,26 @@ def _run_chunk(start, order, count, prey, full, fish, path, inputs, may_eat, par
     return contacts, full, (contacts.meal_substep, meal_index)
 
 
-def _no_chunk(full, k, n_prey, static):
-    """What :func:`_run_chunk` gives for a chunk without a valid row: no change, no meal.
+def _step_contacts(k, static, n_eaten=0, meal_substep=None) -> Contacts:
+    """The contacts that the chunked loop returns: the step's meal, nothing per prey.
 
-    Only the step-wide fields of its contacts are read (:func:`integrate_step`
-    replaces the meal); the per-prey ones are those of an empty chunk.
+    Only the step-wide fields are read after the loop (:func:`integrate_step`
+    fills in the fish's wall touch and the predator's outcome); the per-prey
+    fields ([k], all False) keep the shape of one chunk's record.
     """
     false = jnp.zeros((k,), bool)
-    contacts = Contacts(
+    meal = static.n_substeps if meal_substep is None else meal_substep
+    return Contacts(
         mouth=false, near=false, touched=false, jump=false, wall=jnp.zeros((), bool),
-        n_eaten=jnp.zeros((), jnp.int32),
-        meal_substep=jnp.asarray(static.n_substeps, jnp.int32),
+        n_eaten=jnp.asarray(n_eaten, jnp.int32),
+        meal_substep=jnp.asarray(meal, jnp.int32),
         caught=jnp.zeros((), bool), avoided=jnp.zeros((), bool),
     )
+
+
+def _no_chunk(full, k, n_prey, static):
+    """What :func:`_run_chunk` gives for a chunk without a valid row: no change, no meal."""
+    contacts = _step_contacts(k, static)
     return contacts, full, (contacts.meal_substep, jnp.asarray(n_prey, jnp.int32))
 
 
@@ -525,15 +533,18 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     args = (order, count, prey)
     run = functools.partial(_run_chunk, fish=fish, path=path, inputs=inputs, params=params,
                             static=static)
-    first, full, best = jax.lax.cond(
+    _, full, best = jax.lax.cond(
         count > 0,
         lambda full: run(0, *args, full, may_eat=True),
         lambda full: _no_chunk(full, k, n_prey, static),
         full,
     )
     n_chunks = (n_prey + k - 1) // k
-    no_meal = jnp.array([static.n_substeps, n_prey], jnp.int32)
-    meals = jnp.tile(no_meal, (n_chunks, 1)).at[0].set(jnp.stack(best))
+    # (Built from scalars: an array constant here would be captured by _prey_phase's
+    # custom_vmap, which vmap's lax.cond then batches, and custom_vmap refuses.)
+    no_meal = jnp.stack([jnp.full((n_chunks,), static.n_substeps, jnp.int32),
+                         jnp.full((n_chunks,), n_prey, jnp.int32)], axis=1)
+    meals = no_meal.at[0].set(jnp.stack(best))
 
     def more(carry):
         c, full, meals = carry
@@ -554,8 +565,139 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
 
     _, full = jax.lax.while_loop(lambda c: jnp.any(c[0]), redo, (lost, full))
     ate = meals[winner, 1] < n_prey
-    contacts = first.replace(n_eaten=ate.astype(jnp.int32), meal_substep=meals[winner, 0])
-    return full, contacts
+    return full, _step_contacts(k, static, ate.astype(jnp.int32), meals[winner, 0])
+
+
+
+def _prey_phase(static: StaticParams):
+    """The prey loop of one world (:func:`_chunked`), pooled across worlds under ``vmap``.
+
+    Called as ``_prey_phase(static)(fish, path, prey, inputs, params)``. For
+    one world it is :func:`_chunked`. Under ``vmap`` a while loop over one
+    world's chunks runs as often as the busiest world needs, and every world
+    computes every chunk: at 256 worlds, 2,048 prey rows or more per step for
+    the ~190 (``normal``) or ~60 (``sparse``) prey that do interact. The
+    batching rule (:func:`_pooled`) runs those pairs instead, from all worlds
+    together, with the same arithmetic per prey.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def phase(fish, path, prey, inputs, params):
+        return _chunked(fish, path, prey, inputs, params, static)
+
+    @phase.def_vmap
+    def _batched(axis_size, in_batched, fish, path, prey, inputs, params):
+        spread = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))  # noqa: E731
+        worlds = jax.tree_util.tree_map(spread, (fish, path, prey, inputs), tuple(in_batched[:-1]))
+        # Parameters stay as they come: shared, or per world (vmap's lax.cond passes
+        # them batched, as it does every operand of a branch).
+        groups = jax.local_device_count()
+        if groups > 1 and axis_size % groups == 0:
+            # Worlds spread over devices (VectorEnv's world_sharding) hold contiguous
+            # blocks: one pool per block keeps every gather on its device.
+            split = lambda a: a.reshape((groups, axis_size // groups, *a.shape[1:]))  # noqa: E731
+            p_axes = jax.tree_util.tree_map(lambda b: 0 if b else None, in_batched[-1])
+            grouped = jax.tree_util.tree_map(
+                lambda a, b: split(a) if b else a, params, in_batched[-1])
+            out = jax.vmap(lambda w, p: _pooled(*w, p, in_batched[-1], static),
+                           in_axes=(0, p_axes))(jax.tree_util.tree_map(split, worlds), grouped)
+            out = jax.tree_util.tree_map(lambda a: a.reshape((axis_size, *a.shape[2:])), out)
+        else:
+            out = _pooled(*worlds, params, in_batched[-1], static)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return phase
+
+
+#: Prey-world pairs per pass of :func:`_pooled`, per world (rounded up to
+#: ``CHUNK_LANES``): one pair per world covers the ~0.75 (``normal``) and
+#: ~0.25 (``sparse``) interacting prey per world of random play in one pass.
+POOL_PAIRS_PER_WORLD = 1.0
+
+
+def _pool_size(batch: int, n_prey: int) -> int:
+    lanes = CHUNK_LANES * max(1, math.ceil(batch * POOL_PAIRS_PER_WORLD / CHUNK_LANES))
+    return min(lanes, batch * n_prey)
+
+
+def _pooled(fish, path, prey, inputs: StepInputs, params, params_batched, static):
+    """:func:`_chunked` for a batch of worlds, the interacting prey of all worlds pooled.
+
+    Every interacting (world, prey) pair goes through the sub-step loop on
+    its own, ``_pool_size`` pairs per pass, against its world's fish path,
+    with captures allowed; the others coast. Each world's meal is then the
+    earliest (sub-step, then lowest index) of its pairs' meals, and the pairs
+    whose meal lost are run again without capture: exactly what
+    :func:`_chunked` does with chunks of one prey, which is what one loop
+    over all prey does. Inputs and outputs carry a leading world axis, and
+    so do the leaves of ``params`` marked True in ``params_batched``.
+    """
+    batch, n_prey = prey.x.shape
+    size, n_sub = batch * n_prey, static.n_substeps
+    pool = _pool_size(batch, n_prey)
+    tree_map = jax.tree_util.tree_map
+    p_axes = tree_map(lambda b: 0 if b else None, params_batched)
+    needs = jax.vmap(lambda f, pa, pr, pl, p: interacting(f, pa, pr, pl, p, static),
+                     in_axes=(0, 0, 0, 0, p_axes))(fish, path, prey, inputs.prey, params)
+    full = jax.vmap(lambda pr, pl, p: coast_prey(pr, pl, p, static), in_axes=(0, 0, p_axes))(
+        prey, inputs.prey, params
+    )
+    flat = lambda tree: tree_map(lambda a: a.reshape((size, *a.shape[2:])), tree)  # noqa: E731
+    prey_f, plan_f = flat(prey), flat(inputs.prey)
+    no_meal = n_sub * (n_prey + 1)  # larger than every meal's key
+
+    def one_pair(f, pth, bout, line, pr, plan, may_eat, p):
+        row = lambda tree: tree_map(lambda a: a[None], tree)  # noqa: E731
+        pair_inputs = StepInputs(bout=bout, prey=row(plan), line=line, may_eat=may_eat)
+        part, contacts = prey_loop(f, pth, row(pr), pair_inputs, p, static)
+        return tree_map(lambda a: a[0], part), contacts.meal_substep
+
+    def run_pairs(selected, full_f, may_eat: bool):
+        """Runs every selected pair, ``pool`` at a time: (full_f, meal keys [size])."""
+        count = jnp.sum(selected.astype(jnp.int32))
+        index = jnp.arange(size, dtype=jnp.int32)
+        slot = jnp.where(selected, jnp.cumsum(selected.astype(jnp.int32)) - 1, size + pool + index)
+        order = jnp.zeros((size + pool,), jnp.int32).at[slot].set(
+            index, mode="drop", unique_indices=True
+        )
+
+        def body(carry):
+            start, full_f, keys = carry
+            idx = jax.lax.dynamic_slice_in_dim(order, start, pool)
+            valid = start + jnp.arange(pool) < count
+            world, row = idx // n_prey, idx % n_prey
+            at = lambda tree, i: tree_map(lambda a: a[i], tree)  # noqa: E731
+            pair_params = tree_map(lambda a, b: a[world] if b else a, params, params_batched)
+            part, meal = jax.vmap(one_pair, in_axes=(0,) * 7 + (p_axes,))(
+                at(fish, world), at(path, world), at(inputs.bout, world),
+                at(inputs.line, world), at(prey_f, idx), at(plan_f, idx), valid & may_eat,
+                pair_params,
+            )
+            dest = jnp.where(valid, idx, size)
+            full_f = tree_map(lambda f, p: f.at[dest].set(p, mode="drop"), full_f, part)
+            eaten = valid & at(prey_f.alive, idx) & ~part.alive
+            key = jnp.where(eaten, meal * (n_prey + 1) + row, no_meal)
+            return start + pool, full_f, keys.at[dest].set(key, mode="drop")
+
+        keys = jnp.full((size,), no_meal, jnp.int32)
+        _, full_f, keys = jax.lax.while_loop(
+            lambda c: c[0] < count, body, (jnp.zeros((), jnp.int32), full_f, keys)
+        )
+        return full_f, keys
+
+    full_f, keys = run_pairs(needs.reshape(size), flat(full), True)
+    keys = keys.reshape(batch, n_prey)
+    best = jnp.min(keys, axis=1)  # [batch]: each world's meal, if any
+    lost = (keys < no_meal) & (keys != best[:, None])
+    full_f = jax.lax.cond(
+        jnp.any(lost), lambda f: run_pairs(lost.reshape(size), f, False)[0], lambda f: f, full_f
+    )
+    ate = best < no_meal
+    contacts = jax.vmap(lambda e, m: _step_contacts(static.n_near_prey, static, e, m))(
+        ate.astype(jnp.int32), jnp.where(ate, best // (n_prey + 1), n_sub)
+    )
+    new_prey = tree_map(lambda a: a.reshape((batch, n_prey, *a.shape[1:])), full_f)
+    return new_prey, contacts
 
 
 def coast_prey(prey: PreyState, plan: PreyPlan, params: EnvParams, static: StaticParams):

@@ -246,19 +246,23 @@ def test_chunked_loop_matches_the_full_loop_at_default_sensing(near_and_full):
     _compare(near, full, s_near, params, key, 25)
 
 
+def _overflow_scene(state):
+    """The fish at (600, 500) facing +x with all 40 prey around it within 93 px, three
+    dead ahead in different chunks (5, 18, 31); the one of the latest chunk is touched first."""
+    angles = np.linspace(0.0, 2.0 * np.pi, 40, endpoint=False) + 0.05
+    radii = 15.0 + 2.0 * np.arange(40)
+    xy = np.stack([600.0 + radii * np.cos(angles), 500.0 + radii * np.sin(angles)], axis=1)
+    for index, ahead in ((5, 9.0), (18, 7.0), (31, 4.5)):
+        xy[index] = (600.0 + ahead, 500.0)
+    return with_prey(with_fish(state, 600.0, 500.0, 0.0), xy)
+
+
 def test_chunked_loop_overflow_matches_the_full_loop(near_and_full):
     """All 40 prey within reach of the fish (several chunks), three in its mouth's path."""
     near, full = near_and_full
     params = near.params
     key = jax.random.PRNGKey(9)
-    state, _ = near.reset(key, params)
-    angles = np.linspace(0.0, 2.0 * np.pi, 40, endpoint=False) + 0.05
-    radii = 15.0 + 2.0 * np.arange(40)
-    xy = np.stack([600.0 + radii * np.cos(angles), 500.0 + radii * np.sin(angles)], axis=1)
-    # Three prey dead ahead in different chunks; the one of the latest chunk is touched first.
-    for index, ahead in ((5, 9.0), (18, 7.0), (31, 4.5)):
-        xy[index] = (600.0 + ahead, 500.0)
-    state = with_prey(with_fish(state, 600.0, 500.0, 0.0), xy)
+    state = _overflow_scene(near.reset(key, params)[0])
     assert 40 > 2 * near.env.static.n_near_prey  # at least three chunks
     # A deterministic capture swim straight ahead, then random capture swims.
     exact = params.replace(deterministic_action=jnp.asarray(True))
@@ -334,13 +338,7 @@ def test_vmapped_worlds_pool_their_interacting_prey(near_and_full, monkeypatch, 
     blind = exact.replace(sensing_distance=jnp.float32(30.0))
     per_world = [exact, exact, blind, blind]
     key = jax.random.PRNGKey(9)
-    scene, _ = near.reset(key, exact)
-    angles = np.linspace(0.0, 2.0 * np.pi, 40, endpoint=False) + 0.05
-    radii = 15.0 + 2.0 * np.arange(40)
-    xy = np.stack([600.0 + radii * np.cos(angles), 500.0 + radii * np.sin(angles)], axis=1)
-    for index, ahead in ((5, 9.0), (18, 7.0), (31, 4.5)):
-        xy[index] = (600.0 + ahead, 500.0)
-    scene = with_prey(with_fish(scene, 600.0, 500.0, 0.0), xy)
+    scene = _overflow_scene(near.reset(key, exact)[0])
     turned = with_fish(scene, 600.0, 500.0, np.pi)
     alone = [scene, turned, scene, turned]
     stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731

@@ -568,7 +568,6 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     return full, _step_contacts(k, static, ate.astype(jnp.int32), meals[winner, 0])
 
 
-
 def _prey_phase(static: StaticParams):
     """The prey loop of one world (:func:`_chunked`), pooled across worlds under ``vmap``.
 

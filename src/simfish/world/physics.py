@@ -508,6 +508,20 @@ def _no_chunk(full, k, n_prey, static):
     return contacts, full, (contacts.meal_substep, jnp.asarray(n_prey, jnp.int32))
 
 
+def _selected_in_order(selected, pad: int):
+    """The indices where ``selected`` [n] is True, in increasing order: (order, count).
+
+    ``order`` [n + pad] int32 holds them first, then zeros, so that a slice of
+    ``pad`` rows from any start below ``count`` stays in bounds; it is a cumulative
+    sum and a scatter, much cheaper than a sort.
+    """
+    n = selected.shape[-1]
+    index = jnp.arange(n, dtype=jnp.int32)
+    slot = jnp.where(selected, jnp.cumsum(selected.astype(jnp.int32)) - 1, n + pad + index)
+    order = jnp.zeros((n + pad,), jnp.int32).at[slot].set(index, mode="drop", unique_indices=True)
+    return order, jnp.sum(selected.astype(jnp.int32))
+
+
 def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     """The prey loop over the interacting prey in chunks, the rest coasted: (prey, contacts).
 
@@ -521,14 +535,8 @@ def _chunked(fish, path, prey, inputs: StepInputs, params, static):
     """
     k, n_prey = static.n_near_prey, prey.x.shape[-1]
     needs = interacting(fish, path, prey, inputs.prey, params, static)
-    count = jnp.sum(needs.astype(jnp.int32))
-    # The interacting prey's indices in increasing order (ties in a meal go to the lowest
-    # index), padded with 0 (room for the last slice): a scatter, much cheaper than a sort.
-    index = jnp.arange(n_prey, dtype=jnp.int32)
-    slot = jnp.where(needs, jnp.cumsum(needs.astype(jnp.int32)) - 1, n_prey + k + index)
-    order = jnp.zeros((n_prey + k,), jnp.int32).at[slot].set(
-        index, mode="drop", unique_indices=True
-    )
+    # The interacting prey in increasing order (ties in a meal go to the lowest index).
+    order, count = _selected_in_order(needs, k)
     full = coast_prey(prey, inputs.prey, params, static)
     args = (order, count, prey)
     run = functools.partial(_run_chunk, fish=fish, path=path, inputs=inputs, params=params,
@@ -653,12 +661,7 @@ def _pooled(fish, path, prey, inputs: StepInputs, params, params_batched, static
 
     def run_pairs(selected, full_f, may_eat: bool):
         """Runs every selected pair, ``pool`` at a time: (full_f, meal keys [size])."""
-        count = jnp.sum(selected.astype(jnp.int32))
-        index = jnp.arange(size, dtype=jnp.int32)
-        slot = jnp.where(selected, jnp.cumsum(selected.astype(jnp.int32)) - 1, size + pool + index)
-        order = jnp.zeros((size + pool,), jnp.int32).at[slot].set(
-            index, mode="drop", unique_indices=True
-        )
+        order, count = _selected_in_order(selected, pool)
 
         def body(carry):
             start, full_f, keys = carry

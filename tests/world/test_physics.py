@@ -364,3 +364,118 @@ def test_vmapped_worlds_pool_their_interacting_prey(near_and_full, monkeypatch, 
             assert not alive[31] and alive[5] and alive[18]
     # The batching rule ran, on all four worlds: one pool, or one per group of worlds.
     assert traced == [(4 // groups, 40)]
+
+
+@pytest.fixture(scope="module")
+def fish_cases(golden_world):
+    """2,048 fish (half within 150 px of a wall), their closed form and their sub-step loop."""
+    import dataclasses
+
+    from simfish.world import physics
+
+    env, n = golden_world.env, 2048
+    params = env.params
+    static = dataclasses.replace(env.static, n_epochs=1)  # the predator in the loop
+    assert static.predator_enabled
+    rng = np.random.default_rng(3)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    width, height = float(params.width), float(params.height)
+    edge = rng.random(n) < 0.5  # half of them near a wall
+    x = np.where(edge & (rng.random(n) < 0.5), rng.uniform(0, 150, n), rng.uniform(0, width, n))
+    x = np.where(edge & (rng.random(n) < 0.3), width - rng.uniform(0, 150, n), x)
+    y = np.where(edge & (rng.random(n) < 0.5), height - rng.uniform(0, 150, n),
+                 rng.uniform(0, height, n))
+    geo = (1.0 - float(params.damping) ** static.n_substeps) / (1.0 - float(params.damping))
+    speed = 60.0 / (float(params.dt) * geo)  # bouts of up to ~60 px
+    angle = rng.uniform(-np.pi, np.pi, n)
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(4), n))
+    fish = state.fish.replace(
+        x=f32(x), y=f32(y), angle=f32(angle),
+        vx=f32(rng.normal(0.0, speed, n)), vy=f32(rng.normal(0.0, speed, n)),
+        omega=f32(rng.normal(0.0, 1.0 / (float(params.dt) * geo), n)),  # turns of ~1 rad
+        mouth_at_wall=jnp.asarray(rng.random(n) < 0.2),
+    )
+    bout = physics.Bout(cos=f32(np.cos(angle)), sin=f32(np.sin(angle)), capture=jnp.zeros(n, bool))
+    line, track = jax.vmap(lambda p: physics.predator_line(p, jnp.ones((), bool)))(state.predator)
+    track = track.replace(present=jnp.asarray(rng.random(n) < 0.1))
+
+    def loop(f, t, b, ln):
+        inputs = physics.StepInputs(bout=b, prey=None, line=ln, may_eat=None)
+        return physics.fish_loop(f, t, inputs, params, static)
+
+    looped = jax.jit(jax.vmap(loop))(fish, track, bout, line)
+    coasted = jax.jit(jax.vmap(lambda f, t, b: physics.coast_fish(f, t, b, params, static)))(
+        fish, track, bout)
+    free = jax.vmap(lambda f, t: physics.fish_is_free(f, t, params, static))(fish, track)
+    return np.asarray(free), np.asarray(track.present), looped, coasted
+
+
+def test_free_fish_coast_in_closed_form_as_in_the_loop(fish_cases):
+    """Where ``fish_is_free`` (no predator, no wall within reach all step), the closed form
+    gives the sub-step loop's path and outcome to float32 rounding (the loop adds its 100
+    sub-steps one by one); elsewhere it does not, so the test decides something."""
+    free, present, (out_loop, path_loop), (out_coast, path_coast) = fish_cases
+    assert 0.3 < free.mean() < 0.9
+    assert not np.any(free & present)
+    for name, atol in (("x", 5e-3), ("y", 5e-3), ("vx", 1e-3), ("vy", 1e-3), ("c", 5e-6),
+                       ("s", 5e-6)):
+        np.testing.assert_allclose(np.asarray(getattr(path_coast, name))[free],
+                                   np.asarray(getattr(path_loop, name))[free], rtol=1e-6,
+                                   atol=atol, err_msg=f"path.{name}")
+    for name, atol in (("x", 5e-3), ("y", 5e-3), ("vx", 1e-4), ("vy", 1e-4), ("angle", 2e-5),
+                       ("omega", 2e-5)):
+        np.testing.assert_allclose(np.asarray(getattr(out_coast.fish, name))[free],
+                                   np.asarray(getattr(out_loop.fish, name))[free], rtol=1e-6,
+                                   atol=atol, err_msg=f"fish.{name}")
+    for name in ("s", "sv"):
+        np.testing.assert_allclose(np.asarray(getattr(out_coast.predator, name))[free],
+                                   np.asarray(getattr(out_loop.predator, name))[free],
+                                   rtol=1e-6, atol=1e-4, err_msg=f"predator.{name}")
+    for flags in (lambda o: o.wall, lambda o: o.caught, lambda o: o.avoided,
+                  lambda o: o.fish.mouth_at_wall, lambda o: o.predator.present):
+        np.testing.assert_array_equal(np.asarray(flags(out_coast))[free],
+                                      np.asarray(flags(out_loop))[free])
+    # Among the others, walls stopped or turned many: the closed form would be wrong there.
+    moved_apart = np.abs(np.asarray(out_coast.fish.x) - np.asarray(out_loop.fish.x)) > 1.0
+    assert np.any(np.asarray(out_loop.wall)[~free]) and np.any(moved_apart[~free])
+
+
+def test_vmapped_worlds_pool_their_fish_loops(near_and_full, monkeypatch):
+    """Under ``vmap`` every fish is coasted and only the worlds whose fish is near a wall
+    run the sub-step loop, pooled (``physics._fish_pooled``; here one world per pass, so
+    three passes); each world ends each step as it does stepped alone."""
+    from simfish.world import physics
+
+    near, _ = near_and_full
+    traced = []
+    pooled = physics._fish_pooled
+    monkeypatch.setattr(physics, "_fish_pooled",
+                        lambda *a: traced.append(a[0].x.shape) or pooled(*a))
+    monkeypatch.setattr(physics, "CHUNK_LANES", 1)
+    monkeypatch.setattr(physics, "FISH_POOL_FRACTION", 0.25)
+    params = near.params.replace(deterministic_action=jnp.asarray(True))
+    key = jax.random.PRNGKey(17)
+    start, _ = near.reset(key, params)
+    # One fish in open water, three swimming into a wall or a corner.
+    alone = [with_fish(start, 600.0, 500.0, 0.3), with_fish(start, 30.0, 400.0, np.pi),
+             with_fish(start, 700.0, 975.0, 0.5 * np.pi), with_fish(start, 1180.0, 20.0, -0.8)]
+    stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+    together = stack(alone)
+    vstep = jax.jit(jax.vmap(near.env.step, in_axes=(0, 0, 0, None)))
+    touches = np.zeros(4, int)
+    for i in range(5):
+        k = jax.random.split(jax.random.fold_in(key, i), 4)
+        actions = np.array([0, 0, 0, 0] if i < 3 else [3, 4, 0, 6], np.int32)
+        together, _ = vstep(together, jnp.asarray(actions), k, params)
+        for w in range(4):
+            alone[w], _ = near.step(alone[w], int(actions[w]), k[w], params)
+            one = jax.tree.map(lambda a, w=w: a[w], together)
+            where = f"step {i}, world {w}"
+            for name in ("x", "y", "vx", "vy", "angle", "omega"):
+                np.testing.assert_allclose(float(getattr(one.fish, name)),
+                                           float(getattr(alone[w].fish, name)),
+                                           rtol=1e-5, atol=1e-3, err_msg=f"{where}, {name}")
+            assert int(one.last_events.wall_touches) == int(alone[w].last_events.wall_touches)
+            touches[w] += int(alone[w].last_events.wall_touches)
+    assert touches[0] == 0 and np.all(touches[1:] > 0)
+    assert traced == [(4,)]

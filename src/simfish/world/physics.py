@@ -689,7 +689,7 @@ def _fish_phase(static: StaticParams):
 
     Called as ``_fish_phase(static)(fish, track, bout, line, params)``; gives
     what :func:`fish_loop` gives. For one world a fish that
-    :func:`fish_is_free` (away from the walls, no predator: 70-90 % of
+    :func:`fish_is_free` (away from the walls, no predator: 65-78 % of
     steps under random play on ``normal``) skips the loop for
     :func:`coast_fish`. Under ``vmap`` that branch would become a select that
     runs the loop for every world; the batching rule (:func:`_fish_pooled`)

@@ -399,11 +399,8 @@ def fish_cases(golden_world):
     line, track = jax.vmap(lambda p: physics.predator_line(p, jnp.ones((), bool)))(state.predator)
     track = track.replace(present=jnp.asarray(rng.random(n) < 0.1))
 
-    def loop(f, t, b, ln):
-        inputs = physics.StepInputs(bout=b, prey=None, line=ln, may_eat=None)
-        return physics.fish_loop(f, t, inputs, params, static)
-
-    looped = jax.jit(jax.vmap(loop))(fish, track, bout, line)
+    looped = jax.jit(jax.vmap(lambda f, t, b, ln: physics.fish_loop(f, t, b, ln, params, static)))(
+        fish, track, bout, line)
     coasted = jax.jit(jax.vmap(lambda f, t, b: physics.coast_fish(f, t, b, params, static)))(
         fish, track, bout)
     free = jax.vmap(lambda f, t: physics.fish_is_free(f, t, params, static))(fish, track)

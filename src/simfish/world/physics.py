@@ -172,6 +172,11 @@ def slide(x, v, lo, hi):
     return jnp.clip(x, lo, hi), jnp.where(hit, 0.0, v)
 
 
+def damped_sum(d, n_substeps: int):
+    """Sum of d^j for j < ``n_substeps``: a body's travel over a step in units of v0 dt."""
+    return (1.0 - d**n_substeps) / (1.0 - d)
+
+
 def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
     """Closed form of ``n_substeps`` sub-steps of a body kicked by ``kick`` along ``h``.
 
@@ -184,11 +189,10 @@ def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
       (x, v, h) after the step.
     """
     d = params.damping
-    dn = d**n_substeps
-    geo = (1.0 - dn) / (1.0 - d)  # sum of d^j, j < n
+    geo = damped_sum(d, n_substeps)
     a = kick * h
     x = x + params.dt * (v * geo + a * (n_substeps - d * geo) / (1.0 - d))
-    v = v * dn + a * d * geo
+    v = v * d**n_substeps + a * d * geo
     x, v = slide(x, v, lo, hi)
     return x, v, h
 
@@ -196,7 +200,7 @@ def coast(x, v, h, kick, lo, hi, params: EnvParams, n_substeps: int):
 def travel_bound(v, a, params: EnvParams, n_substeps: int):
     """Upper bound (px) of the distance a body with speed ``v`` and kick ``a`` covers in a step."""
     d = params.damping
-    geo = (1.0 - d**n_substeps) / (1.0 - d)
+    geo = damped_sum(d, n_substeps)
     return params.dt * (jnp.abs(v) * geo + jnp.abs(a) * (n_substeps - d * geo) / (1.0 - d))
 
 
@@ -302,7 +306,8 @@ def predator_substep(track: PredatorTrack, line: PredatorLine, fish, c, s, param
     return PredatorTrack(s=dist, sv=sv, present=track.present & ~(caught | arrived)), caught, arrived
 
 
-def fish_loop(fish: FishState, track: PredatorTrack, inputs: StepInputs, params, static):
+def fish_loop(fish: FishState, track: PredatorTrack, bout: Bout, line: PredatorLine, params,
+              static):
     """The fish and the predator over the step's sub-steps: (:class:`FishOutcome`, :class:`FishPath`)."""
     false = jnp.zeros((), bool)
 
@@ -310,13 +315,12 @@ def fish_loop(fish: FishState, track: PredatorTrack, inputs: StepInputs, params,
         fish, c, s, track, wall, caught, avoided = carry
         fish, c, s, touched = fish_substep(fish, c, s, params)
         if static.predator_enabled:
-            track, got, arrived = predator_substep(track, inputs.line, fish, c, s, params)
+            track, got, arrived = predator_substep(track, line, fish, c, s, params)
             caught, avoided = caught | got, avoided | arrived
         carry = (fish, c, s, track, wall | touched, caught, avoided)
         return carry, FishPath(x=fish.x, y=fish.y, vx=fish.vx, vy=fish.vy, c=c, s=s)
 
-    b = inputs.bout
-    init = (fish, b.cos, b.sin, track, false, false, false)
+    init = (fish, bout.cos, bout.sin, track, false, false, false)
     (fish, _, _, track, wall, caught, avoided), path = jax.lax.scan(
         body, init, None, length=static.n_substeps
     )
@@ -336,8 +340,7 @@ def fish_is_free(fish: FishState, track: PredatorTrack, params, static):
     so it holds along the whole segment when it holds at both ends (its
     one-pixel margin covers the rounding between the loop and the closed form).
     """
-    d = params.damping
-    geo = (1.0 - d**static.n_substeps) / (1.0 - d)
+    geo = damped_sum(params.damping, static.n_substeps)
     end_x = fish.x + fish.vx * params.dt * geo
     end_y = fish.y + fish.vy * params.dt * geo
     clear = walls_lib.clear_of_walls(fish.x, fish.y, params) & walls_lib.clear_of_walls(
@@ -701,17 +704,11 @@ def _fish_phase(static: StaticParams):
         return jax.lax.cond(
             fish_is_free(fish, track, params, static),
             lambda: coast_fish(fish, track, bout, params, static),
-            lambda: _loop_fish(fish, track, bout, line, params, static),
+            lambda: fish_loop(fish, track, bout, line, params, static),
         )
 
     phase.def_vmap(_pooling_rule(_fish_pooled, static))
     return phase
-
-
-def _loop_fish(fish, track, bout, line, params, static):
-    """:func:`fish_loop` from the fish phase's arguments."""
-    inputs = StepInputs(bout=bout, prey=None, line=line, may_eat=None)
-    return fish_loop(fish, track, inputs, params, static)
 
 
 #: Worlds per pass of :func:`_fish_pooled`, as a fraction of the batch (rounded
@@ -730,7 +727,7 @@ def _fish_pooled(fish, track, bout, line, params, params_batched, static):
     True in ``params_batched``.
     """
     batch = fish.x.shape[0]
-    pool = min(batch, CHUNK_LANES * max(1, math.ceil(batch * FISH_POOL_FRACTION / CHUNK_LANES)))
+    pool = min(batch, _whole_lanes(batch * FISH_POOL_FRACTION))
     tree_map = jax.tree_util.tree_map
     p_axes = tree_map(lambda b: 0 if b else None, params_batched)
     free = jax.vmap(lambda f, t, p: fish_is_free(f, t, p, static), in_axes=(0, 0, p_axes))(
@@ -745,7 +742,7 @@ def _fish_pooled(fish, track, bout, line, params, params_batched, static):
         valid = start + jnp.arange(pool) < count
         at = lambda tree: tree_map(lambda a: a[idx], tree)  # noqa: E731
         pool_params = tree_map(lambda a, b: a[idx] if b else a, params, params_batched)
-        part = jax.vmap(lambda f, t, b, ln, p: _loop_fish(f, t, b, ln, p, static),
+        part = jax.vmap(lambda f, t, b, ln, p: fish_loop(f, t, b, ln, p, static),
                         in_axes=(0, 0, 0, 0, p_axes))(
             at(fish), at(track), at(bout), at(line), pool_params)
         dest = jnp.where(valid, idx, batch)
@@ -762,9 +759,13 @@ def _fish_pooled(fish, track, bout, line, params, params_batched, static):
 POOL_PAIRS_PER_WORLD = 1.0
 
 
+def _whole_lanes(rows: float) -> int:
+    """``rows`` rounded up to a positive multiple of ``CHUNK_LANES`` (a pool's size)."""
+    return CHUNK_LANES * max(1, math.ceil(rows / CHUNK_LANES))
+
+
 def _pool_size(batch: int, n_prey: int) -> int:
-    lanes = CHUNK_LANES * max(1, math.ceil(batch * POOL_PAIRS_PER_WORLD / CHUNK_LANES))
-    return min(lanes, batch * n_prey)
+    return min(_whole_lanes(batch * POOL_PAIRS_PER_WORLD), batch * n_prey)
 
 
 def _pooled(fish, path, prey, inputs: StepInputs, params, params_batched, static):

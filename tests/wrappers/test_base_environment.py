@@ -142,23 +142,35 @@ def test_sediment_record_regenerates_the_episode_texture():
     assert np.all(outside == 0)
 
 
+def _assert_round_trips(tree, words):
+    """``FlatPack`` packs ``tree`` into ``words`` uint32 words and back, bit for bit."""
+    from simfish.wrappers.base_environment import FlatPack
+
+    packer = FlatPack(jax.eval_shape(lambda: tree))
+    packed = jax.jit(packer.pack)(tree)
+    assert packed.dtype == np.uint32 and packed.shape == (words,) == (packer.num_words,)
+    for unpacked in (jax.jit(packer.unpack)(packed),
+                     packer.unpack(jax.device_get(packed), xp=np)):
+        for got, want in zip(jax.tree.leaves(unpacked), jax.tree.leaves(tree), strict=True):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert np.asarray(got).tobytes() == np.asarray(want).tobytes()
+
+
 def test_flat_pack_round_trips_every_dtype_and_shape():
     import jax.numpy as jnp
 
     from simfish.wrappers.base_environment import FlatPack
 
-    tree = {"a": jnp.arange(6, dtype=jnp.float32).reshape(2, 3), "b": jnp.int32(7),
+    tree = {"a": jnp.arange(6, dtype=jnp.float32).reshape(2, 3), "b": jnp.int32(-7),
             "c": (jnp.array([True, False]), jnp.zeros((0,), jnp.float32)),
-            "d": jnp.array([3, 4], jnp.uint32), "e": jnp.float32(-1.5)}
-    packer = FlatPack(jax.eval_shape(lambda: tree))
-    packed = jax.jit(packer.pack)(tree)
-    assert [p.dtype for p in packed] == [np.float32, np.int32, np.bool_, np.uint32]
-    assert [p.shape for p in packed] == [(7,), (1,), (2,), (2,)]
-    for unpacked in (jax.jit(packer.unpack)(packed),
-                     packer.unpack(jax.device_get(packed), xp=np)):
-        for got, want in zip(jax.tree.leaves(unpacked), jax.tree.leaves(tree), strict=True):
-            assert got.dtype == want.dtype and got.shape == want.shape
-            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+            "d": jnp.array([3, 2**32 - 1], jnp.uint32),
+            "e": jnp.array([-0.0, np.nan, np.inf], jnp.float32),  # the bits, not the values
+            "f": jnp.array([-3, 200], jnp.int16), "g": jnp.array([255, 1], jnp.uint8),
+            "h": jnp.array([0.5, -2.0], jnp.float16)}
+    _assert_round_trips(tree, 6 + 1 + 2 + 0 + 2 + 3 + 2 + 2 + 2)
+    with jax.enable_x64(True):  # 64-bit leaves take two words each
+        _assert_round_trips({"x": jnp.array([1e300, -0.0], jnp.float64),
+                             "y": jnp.int64(-2**40), "z": jnp.float32(1.5)}, 4 + 2 + 1)
     with pytest.raises(TypeError):  # typed PRNG keys are not packed
         FlatPack({"k": jax.random.key(0)})
 

@@ -12,6 +12,7 @@ metrics of ``simfish.wrappers.metrics.ENV_ATTRIBUTE_METRICS`` as attributes
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,12 +42,16 @@ def _to_numpy(tree):
 
 
 class FlatPack:
-    """A pytree of arrays as one flat array per dtype, and back.
+    """A pytree of arrays as one flat array of 32-bit words, and back.
 
     Calling a compiled function costs a few microseconds per array passed in
-    or out; the world state has about fifty. Packed, one world's state is four
-    arrays (float32, int32, bool, uint32) and its time step two, which makes a
-    one-world step about a seventh cheaper on a CPU.
+    or out; the world state has about fifty. Packed, one world's state is one
+    uint32 array, and so is its time step: every leaf is flattened and its
+    bits reinterpreted as words (``bitcast``; bools become 0 / 1, integers
+    and floats narrower than 32 bits are widened, 64-bit ones take two words),
+    so packing and unpacking lose nothing, and on the host the time step's
+    leaves are views of its words (docs/performance.md, "One world: fewer
+    arrays per call").
 
     Args:
       example: a pytree of arrays or ``jax.ShapeDtypeStruct`` giving the
@@ -55,29 +60,57 @@ class FlatPack:
 
     def __init__(self, example):
         leaves, self._treedef = jax.tree.flatten(example)
-        self._dtypes: list[np.dtype] = []
-        self._slots: list[tuple[int, int, int, tuple[int, ...]]] = []
-        sizes: dict[np.dtype, int] = {}
+        # (first word, words, dtype, shape) per leaf.
+        self._slots: list[tuple[int, int, np.dtype, tuple[int, ...]]] = []
+        offset = 0
         for leaf in leaves:
             dtype = np.dtype(leaf.dtype)  # typed PRNG keys have no numpy dtype: TypeError
-            if dtype not in sizes:
-                sizes[dtype] = 0
-                self._dtypes.append(dtype)
-            size = int(np.prod(leaf.shape, dtype=np.int64))
-            self._slots.append((self._dtypes.index(dtype), sizes[dtype], size, tuple(leaf.shape)))
-            sizes[dtype] += size
+            if dtype.itemsize > 8 or dtype.kind not in "biuf":
+                raise TypeError(f"FlatPack: cannot pack leaves of dtype {dtype}")
+            size = int(np.prod(leaf.shape, dtype=np.int64)) * (2 if dtype.itemsize == 8 else 1)
+            self._slots.append((offset, size, dtype, tuple(leaf.shape)))
+            offset += size
+        self.num_words = offset
 
-    def pack(self, tree) -> tuple[jax.Array, ...]:
-        """The leaves of ``tree``, flattened and concatenated per dtype (jit-able)."""
-        groups: list[list[jax.Array]] = [[] for _ in self._dtypes]
-        for leaf, (group, _, _, _) in zip(jax.tree.leaves(tree), self._slots, strict=True):
-            groups[group].append(jnp.ravel(leaf))
-        return tuple(jnp.concatenate(parts) for parts in groups)
+    @staticmethod
+    def _wide(dtype: np.dtype) -> np.dtype:
+        """The 32-bit type a narrower leaf is stored as (itself if 32 or 64 bits)."""
+        if dtype.itemsize >= 4:
+            return dtype
+        return np.dtype(np.float32 if dtype.kind == "f" else np.int32)
 
-    def unpack(self, packed: Sequence, xp=jnp):
-        """The pytree back from :meth:`pack`'s arrays (``xp=np`` unpacks numpy arrays on the host)."""
-        leaves = [xp.reshape(packed[group][start:start + size], shape)
-                  for group, start, size, shape in self._slots]
+    def pack(self, tree) -> jax.Array:
+        """The leaves of ``tree`` as one uint32 array of :attr:`num_words` words (jit-able)."""
+        words = []
+        for leaf, (_, _, dtype, _) in zip(jax.tree.leaves(tree), self._slots, strict=True):
+            flat = jnp.ravel(leaf).astype(self._wide(dtype))
+            words.append(jnp.ravel(jax.lax.bitcast_convert_type(flat, jnp.uint32)))
+        return jnp.concatenate(words) if words else jnp.zeros((0,), jnp.uint32)
+
+    def unpack(self, words, xp=jnp):
+        """The pytree back from :meth:`pack`'s words (``xp=np`` unpacks a numpy array on the host).
+
+        On the host the leaves are views of ``words`` where the dtype allows
+        (every 32- and 64-bit leaf), so the time step of a one-world step is
+        unpacked without copies.
+        """
+        if xp is np:
+            words = np.ascontiguousarray(words)
+        leaves = []
+        for start, size, dtype, shape in self._slots:
+            part = words[start:start + size]
+            wide = self._wide(dtype)
+            if xp is np:
+                value = part.view(wide)
+            elif wide.itemsize == 8:
+                value = jax.lax.bitcast_convert_type(part.reshape(-1, 2), wide)
+            else:
+                value = jax.lax.bitcast_convert_type(part, wide)
+            if dtype.kind == "b":
+                value = value != 0
+            elif wide != dtype:
+                value = value.astype(dtype)
+            leaves.append(value.reshape(shape))
         return jax.tree.unflatten(self._treedef, leaves)
 
 
@@ -139,6 +172,8 @@ class BaseEnvironment(dm_env.Environment):
         # unpacks it on demand.
         (self._states, self._steps, self._reset_fn, self._step_fn,
          self._info_fn) = _packed_calls(self.env)
+        self._device_actions = tuple(jax.device_put(np.arange(self.env.num_actions,
+                                                              dtype=np.int32)))
         self._pack_fn = jax.jit(self._states.pack)
         self._unpack_fn = jax.jit(self._states.unpack)
         self._packed = None
@@ -166,14 +201,29 @@ class BaseEnvironment(dm_env.Environment):
         if self._reset_next:
             return self.reset()
         self._key, self._packed, timestep = self._step_fn(self._key, self._packed,
-                                                          np.int32(action))
+                                                          self._device_action(action))
         self._state = None
         timestep = self._convert(timestep)
         self._reset_next = timestep.last()
         return timestep
 
-    def _convert(self, packed: Sequence[jax.Array]) -> dm_env.TimeStep:
-        ts = self._steps.unpack(_to_numpy(packed), xp=np)
+    def _device_action(self, action) -> jax.Array | np.int32:
+        """``action`` as the step's int32 argument; valid ids come ready on the device.
+
+        Handing the compiled step a host integer costs a transfer per call (about
+        a twentieth of a one-world step on a CPU); the ids 0 .. num_actions - 1
+        are made once. Anything else goes in as ``np.int32(action)``, as before.
+        """
+        try:
+            index = operator.index(action)
+        except TypeError:  # e.g. a float
+            return np.int32(action)
+        if 0 <= index < len(self._device_actions):
+            return self._device_actions[index]
+        return np.int32(action)
+
+    def _convert(self, packed: jax.Array) -> dm_env.TimeStep:
+        ts = self._steps.unpack(np.asarray(packed), xp=np)
         step_type = dm_env.StepType(int(ts.step_type))
         first = step_type == dm_env.StepType.FIRST
         return dm_env.TimeStep(

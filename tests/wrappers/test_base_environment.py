@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simfish.io.actions import Actions
-from simfish.wrappers.base_environment import BaseEnvironment
+from simfish.wrappers.base_environment import BaseEnvironment, info_lists
 
 ACTIONS = Actions.default()
 NULL = ACTIONS.get_action_id("Null")
@@ -182,6 +182,8 @@ def test_state_round_trips_through_set_state():
         env.step(a)
     state = env.state
     info = env.get_info()
+    # The packed info (one array of words, unpacked on the host) is the plain one.
+    assert info == info_lists(jax.device_get(jax.jit(env.env.info)(state)))
     other = BaseEnvironment("small", seed=9, vision=None)
     other.reset()
     other.set_state(state)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import dm_env
 import jax
@@ -35,10 +35,6 @@ def _as_config(env_variables) -> SimFishConfig:
     if isinstance(env_variables, Mapping):
         return from_flat_dict(env_variables)
     return load_config(env_variables)
-
-
-def _to_numpy(tree):
-    return jax.device_get(tree)
 
 
 class FlatPack:
@@ -114,19 +110,27 @@ class FlatPack:
         return jax.tree.unflatten(self._treedef, leaves)
 
 
-def _packed_calls(env: SimFishEnv):
-    """Compiled reset/step/info of one world that take and return packed states.
+class _PackedCalls(NamedTuple):
+    """One world's compiled calls on packed arrays (see ``_packed_calls``)."""
+
+    states: FlatPack  # the world state
+    steps: FlatPack  # the time step
+    infos: FlatPack  # ``SimFishEnv.info``
+    reset: Callable  # carried key -> (key, state words, time-step words)
+    step: Callable  # (key, state words, action) -> (key, state words, time-step words)
+    info: Callable  # state words -> info words
+
+
+def _packed_calls(env: SimFishEnv) -> _PackedCalls:
+    """Compiled reset/step/info of one world that take and return packed arrays.
 
     Each call splits the carried key inside the compiled function (one
-    dispatch per step; an eager split would be a second one).
-
-    Returns:
-      (state packer, time-step packer, reset(carried key) -> (key, packed
-      state, packed time step), step(key, packed state, action) -> (the
-      same), info(packed state) -> dict).
+    dispatch per step; an eager split would be a second one). States, time
+    steps and infos cross each call as one array of words (``FlatPack``).
     """
     shapes = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
     states, steps = FlatPack(shapes[0]), FlatPack(shapes[1])
+    infos = FlatPack(jax.eval_shape(env.info, shapes[0]))
 
     def reset(carried):
         carried, key = jax.random.split(carried)
@@ -139,9 +143,9 @@ def _packed_calls(env: SimFishEnv):
         return carried, states.pack(state), steps.pack(timestep)
 
     def info(packed):
-        return env.info(states.unpack(packed))
+        return infos.pack(env.info(states.unpack(packed)))
 
-    return states, steps, jax.jit(reset), jax.jit(step), jax.jit(info)
+    return _PackedCalls(states, steps, infos, jax.jit(reset), jax.jit(step), jax.jit(info))
 
 
 class BaseEnvironment(dm_env.Environment):
@@ -170,8 +174,9 @@ class BaseEnvironment(dm_env.Environment):
         self.seed(seed)
         # The world state lives packed (FlatPack) between calls; ``state``
         # unpacks it on demand.
-        (self._states, self._steps, self._reset_fn, self._step_fn,
-         self._info_fn) = _packed_calls(self.env)
+        calls = _packed_calls(self.env)
+        self._states, self._steps, self._infos = calls.states, calls.steps, calls.infos
+        self._reset_fn, self._step_fn, self._info_fn = calls.reset, calls.step, calls.info
         self._device_actions = tuple(jax.device_put(np.arange(self.env.num_actions,
                                                               dtype=np.int32)))
         self._pack_fn = jax.jit(self._states.pack)
@@ -273,7 +278,8 @@ class BaseEnvironment(dm_env.Environment):
         As in the users' files, ``predator_x`` / ``predator_y`` are 0 when no
         predator is present; ``predator_present`` says whether one is.
         """
-        return info_lists(_to_numpy(self._info_fn(self._require_packed())))
+        words = np.asarray(self._info_fn(self._require_packed()))
+        return info_lists(self._infos.unpack(words, xp=np))
 
     def set_state(self, state) -> None:
         """Makes ``state`` (one world's ``EnvState``) the current one, e.g. to read its

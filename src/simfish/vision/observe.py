@@ -159,8 +159,10 @@ class Vision:
         # UV scatter along each receptor's ray, decay measured from the body origin.
         uv_abs = fish_angle + jnp.asarray(self.layout.uv_angles, dtype=jnp.float32)  # [2, P]
         integral = ray_integral(self.light, eyes[:, None, :], uv_abs)
-        direction = jnp.stack([jnp.cos(uv_abs), jnp.sin(uv_abs)], axis=-1)
-        along = jnp.sum(direction * (eyes - fish_xy)[:, None, :], axis=-1)
+        # Sums over x and y written out: as jnp.sum over an axis of 2, XLA on CPU
+        # makes them a library call several times slower (docs/performance.md).
+        offset = eyes - fish_xy  # [2, 2]
+        along = jnp.cos(uv_abs) * offset[:, 0:1] + jnp.sin(uv_abs) * offset[:, 1:2]
         scatter = integral * jnp.exp(-self.light.decay * along)
         if self.pixel_density:
             scatter = scatter * ray_pixel_density(uv_abs)

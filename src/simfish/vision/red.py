@@ -31,7 +31,7 @@ def shadow_fraction(
       float32 [...] in [0, 1].
     """
     rel = predator_xy - fish_xy
-    dist = jnp.sqrt(jnp.sum(rel * rel))
+    dist = jnp.sqrt(rel[0] * rel[0] + rel[1] * rel[1])
     centre = jnp.arctan2(rel[1], rel[0])
     half = jnp.arctan2(predator_radius, dist)
     delta = angles - centre
@@ -84,10 +84,13 @@ def red_signal(
     radius = jnp.asarray(radii, dtype=jnp.float32)[None, :, None]  # [1, V, 1]
     direction = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)[:, None]  # [E, 1, P, 2]
     points = eye_xy[:, None, None, :] + radius[..., None] * direction  # [E, V, P, 2]
-    d = jnp.sqrt(jnp.sum((points - fish_xy) ** 2, axis=-1))
+    # x and y summed as written, not jnp.sum over an axis of 2, which XLA on CPU
+    # makes a much slower library call (docs/performance.md).
+    dx, dy = points[..., 0] - fish_xy[0], points[..., 1] - fish_xy[1]
+    d = jnp.sqrt(dx * dx + dy * dy)
     lit = sediment_value(sediment, points) * luminance(light, points) * jnp.exp(-light.decay * d)
     rel = predator_xy - fish_xy
-    edge_dist = jnp.sqrt(jnp.sum(rel * rel)) - predator_radius
+    edge_dist = jnp.sqrt(rel[0] * rel[0] + rel[1] * rel[1]) - predator_radius
     shaded = predator_present & (edge_dist < radius)  # [1, V, 1]
     frac = shadow_fraction(angles, rf_size, fish_xy, predator_xy, predator_radius)[:, None, :]
     return lit * (1.0 - jnp.where(shaded, frac, 0.0))

@@ -209,6 +209,40 @@ def cos_turns(t: jnp.ndarray) -> jnp.ndarray:
     return -z * poly
 
 
+def _feature_turns(sediment: Sediment) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The features' wavevectors and phases in turns: (wx, wy, phase), each [M].
+
+    Computed as one product with a scaled identity matrix: exact (each entry is
+    one product plus zeros), and a matrix product is never fused into the code
+    that uses its result. Written as element-wise products, XLA on CPU fuses
+    them, together with whatever drew the texture (inside the world step: the
+    normal and uniform draws from the episode key), into the loop over points x
+    features, and recomputes them for each of the 168 x 64 pairs of a world's
+    eyes; docs/performance.md, "The sediment's features computed once".
+    """
+    rows = jnp.stack([sediment.wavevectors[:, 0], sediment.wavevectors[:, 1], sediment.phases])
+    scale = jnp.eye(3, dtype=rows.dtype) * (1.0 / (2.0 * math.pi))
+    turns = jnp.dot(scale, rows, precision=jax.lax.Precision.HIGHEST)
+    return turns[0], turns[1], turns[2]
+
+
+def _pairwise_sum(x: jnp.ndarray) -> jnp.ndarray:
+    """Sum over the last axis as a tree of pairwise additions: [..., M] -> [...].
+
+    Keeps the sum inside XLA's element-wise loop on CPU, where ``jnp.sum`` over
+    the features becomes a separate, much slower library call (8x on the
+    sediment alone). Zero-pads M to a power of two.
+    """
+    size = x.shape[-1]
+    width = 1 << max(size - 1, 0).bit_length()
+    if width != size:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, width - size)])
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        x = x[..., :half] + x[..., half:]
+    return x[..., 0]
+
+
 def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
     """Sediment brightness (before lighting) at arena points.
 
@@ -221,14 +255,9 @@ def sediment_value(sediment: Sediment, xy: jnp.ndarray) -> jnp.ndarray:
     """
     # Phases in turns (cycles), written as explicit products: a contraction over
     # a dimension of 2 and jnp.cos are both slow on CPU.
-    turns_per_rad = 1.0 / (2.0 * math.pi)
-    wx = sediment.wavevectors[:, 0] * turns_per_rad
-    wy = sediment.wavevectors[:, 1] * turns_per_rad
-    turns = xy[..., 0:1] * wx + xy[..., 1:2] * wy + sediment.phases * turns_per_rad
-    # A product and a sum, not a matrix product: inside the vmapped world step XLA
-    # on CPU runs this about 2 ms faster per 256 worlds (alone, the matrix product
-    # is faster); docs/performance.md, "The sediment's Fourier sum".
-    f = jnp.sum(cos_turns(turns) * sediment.amplitudes, axis=-1)
+    wx, wy, phase = _feature_turns(sediment)
+    turns = xy[..., 0:1] * wx + xy[..., 1:2] * wy + phase
+    f = _pairwise_sum(cos_turns(turns) * sediment.amplitudes)
     g = (1.0 - sediment.sign_mix) * f + sediment.sign_mix * jnp.sign(f)
     return jnp.clip(sediment.offset + sediment.gain * g, sediment.low, sediment.high)
 

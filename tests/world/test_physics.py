@@ -476,3 +476,26 @@ def test_vmapped_worlds_pool_their_fish_loops(near_and_full, monkeypatch):
             touches[w] += int(alone[w].last_events.wall_touches)
     assert touches[0] == 0 and np.all(touches[1:] > 0)
     assert traced == [(4,)]
+
+
+@pytest.mark.parametrize("n", [1, 7, 128, 129, 61_440])
+def test_running_count_and_selection_order_are_exact(n):
+    from simfish.world.physics import _running_count, _selected_in_order
+
+    rng = np.random.default_rng(n)
+    pad = 8
+    count_fn = jax.jit(_running_count)
+    order_fn = jax.jit(lambda s: _selected_in_order(s, pad))
+    for p in (0.0, 0.01, 0.5, 1.0):
+        selected = rng.random(n) < p
+        np.testing.assert_array_equal(np.asarray(count_fn(jnp.asarray(selected))),
+                                      np.cumsum(selected))
+        order, count = order_fn(jnp.asarray(selected))
+        expected = np.flatnonzero(selected)
+        assert int(count) == expected.size
+        np.testing.assert_array_equal(np.asarray(order)[: expected.size], expected)
+        assert not np.asarray(order)[expected.size:].any()
+    # Under vmap (the pooled loops run per device group) each row counts on its own.
+    rows = rng.random((3, n)) < 0.3
+    np.testing.assert_array_equal(np.asarray(jax.vmap(_running_count)(jnp.asarray(rows))),
+                                  np.cumsum(rows, axis=1))

@@ -565,16 +565,43 @@ def _no_chunk(full, k, n_prey, static):
     return contacts, full, (contacts.meal_substep, jnp.asarray(n_prey, jnp.int32))
 
 
+#: Positions per block of :func:`_running_count`'s matrix products.
+COUNT_BLOCK = 128
+
+
+def _running_count(selected):
+    """``jnp.cumsum(selected)`` for a bool [n]: int32 [n], from two small matrix products.
+
+    XLA on CPU makes a cumulative sum about log2(n) passes over the array and
+    fuses whatever computed ``selected`` into each of them (2 ms per step for
+    the 61,440 prey of 512 worlds). Matrix products read ``selected`` once: a
+    running count within blocks of ``COUNT_BLOCK`` positions, then one over
+    the blocks' totals. Exact: sums of zeros and ones below 2**24 in float32.
+    """
+    n = selected.shape[-1]
+    size = min(COUNT_BLOCK, n)
+    blocks = -(-n // size)
+    x = jnp.pad(selected.astype(jnp.float32), (0, blocks * size - n)).reshape(blocks, size)
+    # Triangular matrices from iotas: an array constant would be captured by the
+    # custom_vmap of _prey_phase, as in _chunked.
+    upper = lambda m, strict: (  # noqa: E731
+        jnp.arange(m)[:, None] + strict <= jnp.arange(m)[None, :]).astype(jnp.float32)
+    highest = jax.lax.Precision.HIGHEST
+    within = jnp.dot(x, upper(size, 0), precision=highest)
+    before = jnp.dot(within[:, -1], upper(blocks, 1), precision=highest)
+    return (within + before[:, None]).reshape(-1)[:n].astype(jnp.int32)
+
+
 def _selected_in_order(selected, pad: int):
     """The indices where ``selected`` [n] is True, in increasing order: (order, count).
 
     ``order`` [n + pad] int32 holds them first, then zeros, so that a slice of
-    ``pad`` rows from any start below ``count`` stays in bounds; it is a cumulative
-    sum and a scatter, much cheaper than a sort.
+    ``pad`` rows from any start below ``count`` stays in bounds; it is a running
+    count and a scatter, much cheaper than a sort.
     """
     n = selected.shape[-1]
     index = jnp.arange(n, dtype=jnp.int32)
-    slot = jnp.where(selected, jnp.cumsum(selected.astype(jnp.int32)) - 1, n + pad + index)
+    slot = jnp.where(selected, _running_count(selected) - 1, n + pad + index)
     order = jnp.zeros((n + pad,), jnp.int32).at[slot].set(index, mode="drop", unique_indices=True)
     return order, jnp.sum(selected.astype(jnp.int32))
 

@@ -601,9 +601,13 @@ def _selected_in_order(selected, pad: int):
     """
     n = selected.shape[-1]
     index = jnp.arange(n, dtype=jnp.int32)
-    slot = jnp.where(selected, _running_count(selected) - 1, n + pad + index)
+    running = _running_count(selected)
+    # Read the selection back from the count (a step up where selected), not from
+    # ``selected``: XLA would fuse the test that made it into each use again.
+    chosen = running > jnp.concatenate([jnp.zeros((1,), jnp.int32), running[:-1]])
+    slot = jnp.where(chosen, running - 1, n + pad + index)
     order = jnp.zeros((n + pad,), jnp.int32).at[slot].set(index, mode="drop", unique_indices=True)
-    return order, jnp.sum(selected.astype(jnp.int32))
+    return order, running[-1]
 
 
 def _chunked(fish, path, prey, inputs: StepInputs, params, static):

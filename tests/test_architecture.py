@@ -16,6 +16,8 @@ SRC = REPO_ROOT / "src"
 
 #: package -> packages it must never import (docs/architecture.md, "Who may import whom").
 FORBIDDEN = {
+    "simfish.fusion": ["simfish.errors", "simfish.config", "simfish.world", "simfish.vision",
+                       "simfish.io", "simfish.wrappers", "simfish.tools", "simfish_rl"],
     "simfish.errors": ["simfish.config", "simfish.world", "simfish.vision", "simfish.io",
                        "simfish.wrappers", "simfish.tools", "simfish_rl"],
     "simfish.config": ["simfish.world", "simfish.vision", "simfish.io", "simfish.wrappers",

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from simfish.errors import SimFishError
+from simfish.fusion import computed_once
 from simfish.vision.light import luminance
 
 # Number of Fourier features of a sediment texture (a static shape).
@@ -212,18 +213,13 @@ def cos_turns(t: jnp.ndarray) -> jnp.ndarray:
 def _feature_turns(sediment: Sediment) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The features' wavevectors and phases in turns: (wx, wy, phase), each [M].
 
-    Computed as one product with a scaled identity matrix: exact (each entry is
-    one product plus zeros), and a matrix product is never fused into the code
-    that uses its result. Written as element-wise products, XLA on CPU fuses
-    them, together with whatever drew the texture (inside the world step: the
-    normal and uniform draws from the episode key), into the loop over points x
-    features, and recomputes them for each of the 168 x 64 pairs of a world's
-    eyes; docs/performance.md, "The sediment's features computed once".
+    :func:`~simfish.fusion.computed_once`: inside the world step they
+    come from the episode key's random draws, which XLA would otherwise redo
+    for each of the 168 x 64 (point, feature) pairs of a world's eyes.
     """
-    rows = jnp.stack([sediment.wavevectors[:, 0], sediment.wavevectors[:, 1], sediment.phases])
-    scale = jnp.eye(3, dtype=rows.dtype) * (1.0 / (2.0 * math.pi))
-    turns = jnp.dot(scale, rows, precision=jax.lax.Precision.HIGHEST)
-    return turns[0], turns[1], turns[2]
+    turns_per_rad = 1.0 / (2.0 * math.pi)
+    wx, wy = sediment.wavevectors[:, 0], sediment.wavevectors[:, 1]
+    return computed_once(wx * turns_per_rad, wy * turns_per_rad, sediment.phases * turns_per_rad)
 
 
 def _pairwise_sum(x: jnp.ndarray) -> jnp.ndarray:

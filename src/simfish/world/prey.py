@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from simfish.fusion import computed_once
 from simfish.world.params import DEATH_PROTECTION_DISTANCE, START_MARGIN, EnvParams, StaticParams
 from simfish.world.state import ArenaState, PreyState
 from simfish.world.types import pytree_dataclass
@@ -167,9 +168,11 @@ def plan_prey_step(
         lo_x, hi_x = r, params.width - r
         lo_y, hi_y = r, params.height - r
     lo_x, hi_x, lo_y, hi_y = (jnp.broadcast_to(b, shape) for b in (lo_x, hi_x, lo_y, hi_y))
+    # Read by every coasted and looped prey position and speed: computed once.
+    hx, hy, gait_kick = computed_once(jnp.cos(angle), jnp.sin(angle), gait_kick)
     plan = PreyPlan(
-        hx=jnp.cos(angle),
-        hy=jnp.sin(angle),
+        hx=hx,
+        hy=hy,
         gait_kick=gait_kick,
         escape_t1=t1,
         escape_t2=t2,

@@ -4,7 +4,7 @@ XLA fuses an element-wise computation into every fusion that reads its result
 and recomputes it there, even when it is expensive (a ``cos``, a ``log``) or
 when the reader loops over it many times (a per-feature value read for every
 point). Inside the vmapped world step on CPU this made the cos and sin of the
-prey's headings six times each per step, and the sediment's random features
+prey's headings three times each per step, and the sediment's random features
 once for each of a world's 10,752 (point, feature) pairs
 (docs/performance.md, "Work computed once").
 """

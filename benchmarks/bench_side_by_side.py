@@ -25,10 +25,13 @@ import numpy as np
 import simfish
 
 
-def vector_rates(
-    config: str, what: str, batch: int, steps: int, repeats: int, chunk: int = 20
-) -> list[float]:
-    """World-steps/s of ``batch`` vmapped worlds under random actions, ``repeats`` timings."""
+def vector_program(config: str, what: str, batch: int, chunk: int = 20):
+    """(run, state, key): ``chunk`` vmapped steps of ``batch`` worlds under random actions.
+
+    ``run(state, key)`` is jitted; with several devices the worlds are spread
+    over them (what VectorEnv does), through the public jax API so that any
+    tree can be timed alike.
+    """
     env = simfish.SimFishEnv(config, simfish.Actions.default(), vision=(what == "env"))
     reset, step = jax.vmap(env.reset), jax.vmap(env.step)
 
@@ -47,11 +50,17 @@ def vector_rates(
     key = jax.random.PRNGKey(0)
     state = jax.jit(reset)(jax.random.split(key, batch))
     if len(jax.devices()) > 1 and batch % len(jax.devices()) == 0:
-        # --cpu-devices N: the worlds spread over the devices (what VectorEnv does),
-        # through the public jax API so that any tree can be timed alike.
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("worlds",))
         spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("worlds"))
         state = jax.device_put(state, spread)
+    return run, state, key
+
+
+def vector_rates(
+    config: str, what: str, batch: int, steps: int, repeats: int, chunk: int = 20
+) -> list[float]:
+    """World-steps/s of ``batch`` vmapped worlds under random actions, ``repeats`` timings."""
+    run, state, key = vector_program(config, what, batch, chunk)
     state = jax.block_until_ready(run(state, key))  # compile + warm-up
     n_chunks = max(1, steps // chunk)
     keys = jax.block_until_ready(list(jax.random.split(key, n_chunks)))

@@ -28,36 +28,15 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-
-import simfish
+from bench_side_by_side import vector_program
 
 CHUNK = 20
 
 
 def compiled_chunk(config: str, batch: int):
     """(compiled program, initial state, key): ``CHUNK`` vmapped steps under random actions."""
-    env = simfish.SimFishEnv(config, simfish.Actions.default(), vision=True)
-    reset, step = jax.vmap(env.reset), jax.vmap(env.step)
-
-    def body(carry, key):
-        state, _ = carry
-        k_act, k_env = jax.random.split(key)
-        action = jax.random.randint(k_act, (batch,), 0, env.num_actions, jnp.int32)
-        return step(state, action, jax.random.split(k_env, batch)), None
-
-    def run(state, key):
-        return jax.lax.scan(body, state, jax.random.split(key, CHUNK))[0]
-
-    key = jax.random.PRNGKey(0)
-    state = jax.jit(reset)(jax.random.split(key, batch))
-    if len(jax.devices()) > 1 and batch % len(jax.devices()) == 0:
-        mesh = jax.sharding.Mesh(np.array(jax.devices()), ("worlds",))
-        spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("worlds"))
-        state = jax.device_put(state, spread)
-    compiled = jax.jit(run).lower(state, key).compile()
-    return compiled, state, key
+    run, state, key = vector_program(config, "env", batch, CHUNK)
+    return run.lower(state, key).compile(), state, key
 
 
 def op_table(hlo: str) -> dict[str, tuple[str, str]]:

@@ -574,11 +574,13 @@ def _running_count(selected):
 
     XLA on CPU makes a cumulative sum about log2(n) passes over the array and
     fuses whatever computed ``selected`` into each of them (2 ms per step for
-    the 61,440 prey of 512 worlds). Matrix products read ``selected`` once: a
+    the 61,440 (world, prey) pairs of 512 worlds). Matrix products read ``selected`` once: a
     running count within blocks of ``COUNT_BLOCK`` positions, then one over
     the blocks' totals. Exact: sums of zeros and ones below 2**24 in float32.
     """
     n = selected.shape[-1]
+    if n == 0:
+        return jnp.zeros((0,), jnp.int32)
     size = min(COUNT_BLOCK, n)
     blocks = -(-n // size)
     x = jnp.pad(selected.astype(jnp.float32), (0, blocks * size - n)).reshape(blocks, size)
@@ -607,7 +609,7 @@ def _selected_in_order(selected, pad: int):
     chosen = running > jnp.concatenate([jnp.zeros((1,), jnp.int32), running[:-1]])
     slot = jnp.where(chosen, running - 1, n + pad + index)
     order = jnp.zeros((n + pad,), jnp.int32).at[slot].set(index, mode="drop", unique_indices=True)
-    return order, running[-1]
+    return order, running[-1] if n else jnp.zeros((), jnp.int32)
 
 
 def _chunked(fish, path, prey, inputs: StepInputs, params, static):

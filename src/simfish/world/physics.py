@@ -574,9 +574,10 @@ def _running_count(selected):
 
     XLA on CPU makes a cumulative sum about log2(n) passes over the array and
     fuses whatever computed ``selected`` into each of them (2 ms per step for
-    the 61,440 (world, prey) pairs of 512 worlds). Matrix products read ``selected`` once: a
-    running count within blocks of ``COUNT_BLOCK`` positions, then one over
-    the blocks' totals. Exact: sums of zeros and ones below 2**24 in float32.
+    the 61,440 (world, prey) pairs of 512 worlds). Matrix products read
+    ``selected`` once: a running count within blocks of ``COUNT_BLOCK``
+    positions, then one over the blocks' totals. Exact: sums of zeros and ones
+    below 2**24 in float32.
     """
     n = selected.shape[-1]
     if n == 0:

@@ -168,15 +168,8 @@ def main() -> None:
     length = args.burn_in + args.trace + 1
     networks = make_r2d2_networks(make_environment_spec())
     batch = synthetic_batch(args.batch, length, networks.num_actions)
-    mirror = {i: i + 1 for i in range(1, 14, 2)} | {i + 1: i for i in range(1, 14, 2)}
     replay = _NullReplay()
-    learner = SimfishR2D2Learner(
-        networks=networks, batch_size=args.batch, random_key=jax.random.PRNGKey(0),
-        burn_in_length=args.burn_in, discount=0.997, importance_sampling_exponent=0.6,
-        max_priority_weight=0.9, target_update_period=1200, iterator=itertools.repeat(batch),
-        optimizer=optax.adam(1e-4), actions_mirror=mirror, prefetch_size=0,
-        replay_client=replay,
-    )
+    learner = _make_learner(networks, batch, args, replay)
     t0 = time.perf_counter()
     learner.step()
     compile_s = time.perf_counter() - t0

@@ -6,6 +6,13 @@ Usage: python benchmarks/bench_learner.py [--batch 32] [--burn-in 8] [--trace 75
 ``--breakdown`` times the parts of a learner step separately (retina, LSTM,
 target forward, loss gradient, the fused step) instead.
 
+Like ``simfish train``, the benchmark restarts itself once with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` where that helps (Linux, glibc 2.35
+or later, transparent huge pages in ``madvise`` mode; see
+``simfish.tools.cli.huge_pages_environment``), so that it measures what
+training gets; ``--no-huge-pages`` (or ``SIMFISH_HUGE_PAGES=0``) measures
+without. The report says which.
+
 Uses a synthetic replay batch with the SimFish observation layout (visual
 [139, 3, 2] with integer values 0..255, internal [3], 21 actions) and the
 users' defaults (n-step 5, discount 0.997, Adam 1e-4). Reports the compile
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import sys
 import time
 
 import jax
@@ -24,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from simfish.tools.cli import huge_pages_on, restart_with_huge_pages
 from simfish.world.types import OAR
 from simfish_rl.replay import SequenceReplay, SequenceReplayBuffer, example_step
 from simfish_rl.simfish_r2d2_learner import SimfishR2D2Learner
@@ -157,7 +166,11 @@ def main() -> None:
                              "elsewhere)")
     parser.add_argument("--breakdown", action="store_true",
                         help="time the parts of a learner step separately")
+    parser.add_argument("--no-huge-pages", action="store_true",
+                        help="do not restart with glibc's huge pages (as simfish train does)")
     args = parser.parse_args()
+    if not args.no_huge_pages:
+        restart_with_huge_pages("bench train", [sys.executable, *sys.argv])
     use_retina_chunk(args.retina_chunk)
     if args.breakdown:
         breakdown(args)
@@ -182,7 +195,8 @@ def main() -> None:
         per_step.append(time.perf_counter() - t)
     jax.block_until_ready(learner.state.params)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}")
+    print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}, "
+          f"malloc huge pages: {'on' if huge_pages_on() else 'off'}")
     print(f"batch {args.batch} x {length} steps (burn-in {args.burn_in}, trace {args.trace})")
     print(f"first step (compile + run): {compile_s:.1f} s")
     print(f"learner steps/s: {args.steps / elapsed:.2f}  (SGD steps/s: {2 * args.steps / elapsed:.2f})")
@@ -305,7 +319,8 @@ def breakdown(args) -> None:
              s, b)[0].params), (state, batch)),
     ]
     print(f"device: {jax.devices()[0].device_kind}, cpus: {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}; batch {args.batch} x {length} steps")
+          f"load average {os.getloadavg()[0]:.1f}; batch {args.batch} x {length} steps; "
+          f"malloc huge pages: {'on' if huge_pages_on() else 'off'}")
     # (Each timed function returns what depends on all its work: new parameters or
     # gradients, so that XLA cannot drop the backward pass.)
     print(f"{'part':<52} {'best wall ms':>12} {'median CPU ms':>14}")

@@ -7,12 +7,16 @@ Runs ``simfish_rl.training.train`` in a temporary run directory for a fixed
 wall time and reports, from its metrics.csv, the environment steps/s and
 learner steps/s once learning has started (the first log interval, which
 includes compilation and filling the replay to its minimum, is dropped).
+Like ``simfish train`` it restarts once with glibc's huge pages where they
+help (``simfish.tools.cli.huge_pages_environment``); ``--no-huge-pages``
+measures without.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ from pathlib import Path
 import jax
 
 from simfish.config import load_config
+from simfish.tools.cli import huge_pages_on, restart_with_huge_pages
 from simfish_rl.config import training_profile
 from simfish_rl.training import train
 
@@ -34,7 +39,11 @@ def main() -> None:
                         help="alternate acting and learning instead of overlapping them")
     parser.add_argument("--device-loop", action="store_true",
                         help="the one-device loop (simfish_rl.device_loop) instead")
+    parser.add_argument("--no-huge-pages", action="store_true",
+                        help="do not restart with glibc's huge pages (as simfish train does)")
     args = parser.parse_args()
+    if not args.no_huge_pages:
+        restart_with_huge_pages("train", [sys.executable, *sys.argv])
 
     training = training_profile(
         args.profile, {"num_envs": args.num_envs, "log_every_seconds": 10.0}
@@ -55,7 +64,8 @@ def main() -> None:
         with open(Path(tmp) / "run" / "metrics.csv") as f:
             rows = [r for r in csv.DictReader(f) if float(r["learner_steps"]) > 0][1:]
     print(f"bench_training: {args.config}, profile {args.profile}, {args.num_envs} worlds, "
-          f"{'device loop' if args.device_loop else f'overlap={not args.alternate}'}, backend {jax.default_backend()}")
+          f"{'device loop' if args.device_loop else f'overlap={not args.alternate}'}, backend {jax.default_backend()}, "
+          f"malloc huge pages: {'on' if huge_pages_on() else 'off'}")
     print(f"  wall {wall:.0f} s: {summary['env_steps']} env steps, "
           f"{summary['learner_steps']} learner steps, {summary['episodes']} episodes")
     if not rows:

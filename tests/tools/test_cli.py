@@ -1,6 +1,7 @@
 """The command-line tool: output, exit codes and one-line errors."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from simfish.config import load_config
-from simfish.tools.cli import main
+from simfish.tools.cli import huge_pages_environment, main, transparent_huge_pages
 
 
 def test_config_show_prints_loadable_yaml(capsys, tmp_path):
@@ -152,15 +153,99 @@ def test_cpu_device_count_precedence_and_errors():
     from simfish.tools.cli import cpu_device_count
 
     cores = len(os.sched_getaffinity(0))
-    # bench and simulate split the CPU by default; the other commands leave JAX's default.
-    assert cpu_device_count("bench", None, {}) == cores
+    # The world benchmarks and simulate split the CPU by default; the other commands,
+    # bench train included (it measures what train gets), leave JAX's default.
+    assert cpu_device_count("bench env", None, {}) == cores
+    assert cpu_device_count("bench sim", None, {}) == cores
     assert cpu_device_count("simulate", None, {}) == cores
+    assert cpu_device_count("bench train", None, {}) is None
     assert cpu_device_count("train", None, {}) is None
     assert cpu_device_count("evaluate", None, {}) is None
     # JAX's own variable: JAX reads it, SimFish sets nothing; the option wins over both.
-    assert cpu_device_count("bench", None, {"JAX_NUM_CPU_DEVICES": "3"}) is None
+    assert cpu_device_count("bench env", None, {"JAX_NUM_CPU_DEVICES": "3"}) is None
     assert cpu_device_count("train", "4", {"JAX_NUM_CPU_DEVICES": "3"}) == 4
     assert cpu_device_count("train", "AUTO", {}) == cores
     for bad in ("0", "-2", "two", ""):
         with pytest.raises(SimFishError, match="--cpu-devices"):
-            cpu_device_count("bench", bad, {})
+            cpu_device_count("bench env", bad, {})
+
+
+def test_command_name_says_what_bench_measures():
+    from simfish.tools.cli import build_parser, command_name
+
+    parse = build_parser().parse_args
+    assert command_name(parse(["bench", "train"])) == "bench train"
+    assert command_name(parse(["bench", "env"])) == "bench env"
+    assert command_name(parse(["simulate"])) == "simulate"
+
+
+def test_huge_pages_environment_only_where_it_helps(tmp_path):
+    glibc = ("glibc", "2.36")
+    env = huge_pages_environment("train", {"HOME": "/h"}, glibc, "madvise")
+    assert env == {"HOME": "/h", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    # Other tunables are kept.
+    env = huge_pages_environment("bench train", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+                                 glibc, "madvise")
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    # Nothing to gain, or the user decided: run as is.
+    assert huge_pages_environment("evaluate", {}, glibc, "madvise") is None
+    assert huge_pages_environment("bench env", {}, glibc, "madvise") is None
+    assert huge_pages_environment("train", {"SIMFISH_HUGE_PAGES": "0"}, glibc, "madvise") is None
+    assert huge_pages_environment(
+        "train", {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, glibc, "madvise") is None
+    assert huge_pages_environment("train", {}, ("glibc", "2.31"), "madvise") is None
+    assert huge_pages_environment("train", {}, ("", ""), "madvise") is None
+    assert huge_pages_environment("train", {}, glibc, "always") is None
+    assert huge_pages_environment("train", {}, glibc, "never") is None
+    assert huge_pages_environment("train", {}, glibc, None) is None
+
+    mode = tmp_path / "enabled"
+    mode.write_text("always [madvise] never\n")
+    assert transparent_huge_pages(mode) == "madvise"
+    assert transparent_huge_pages(tmp_path / "absent") is None
+
+
+def test_console_main_restarts_train_with_huge_pages(monkeypatch):
+    from simfish.tools import cli
+
+    monkeypatch.setattr(cli.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(cli, "transparent_huge_pages", lambda: "madvise")
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("SIMFISH_HUGE_PAGES", raising=False)
+    calls = []
+
+    def execve(path, argv, env):
+        calls.append((path, argv, env))
+        raise SystemExit(0)  # execve does not return
+
+    monkeypatch.setattr(cli.os, "execve", execve)
+    monkeypatch.setattr(cli, "main", lambda: 7)
+    monkeypatch.setattr(sys, "argv", ["simfish", "-v", "train", "--run-dir", "r"])
+    with pytest.raises(SystemExit):
+        cli.console_main()
+    [(path, argv, env)] = calls
+    assert path == sys.executable
+    assert argv == [sys.executable, "-m", "simfish.tools.cli", "-v", "train", "--run-dir", "r"]
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    # Other commands run in this process.
+    monkeypatch.setattr(sys, "argv", ["simfish", "simulate"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.console_main()
+    assert exit_info.value.code == 7
+    assert len(calls) == 1
+
+
+@pytest.mark.skipif(
+    huge_pages_environment("train", {}, platform.libc_ver(), transparent_huge_pages()) is None,
+    reason="huge pages would not be used here (not glibc >= 2.35, or the kernel's mode "
+           "is not madvise)")
+def test_restarted_process_runs_with_the_tunable(tmp_path):
+    code = ("import sys; from simfish.tools.cli import console_main; "
+            "sys.argv = ['simfish', '-v', 'train', '--config', 'nosuch', '--run-dir', "
+            f"{str(tmp_path / 'run')!r}]; console_main()")
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "SIMFISH_HUGE_PAGES")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, env=env)
+    assert proc.returncode == 2
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in proc.stderr
+    assert "nosuch: no such config file" in proc.stderr

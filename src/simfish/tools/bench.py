@@ -22,6 +22,7 @@ import numpy as np
 
 from simfish.config import SimFishConfig
 from simfish.io.actions import Actions
+from simfish.tools.cli import huge_pages_on
 
 KINDS = ("sim", "env")
 
@@ -263,6 +264,7 @@ def train_benchmark(
     learning = learner_sps / learner_sps_alone
     return {
         "backend": jax.default_backend(),
+        "huge_pages": huge_pages_on(),
         "mode": mode,
         "num_envs": training.num_envs,
         "batch_size": training.batch_size,
@@ -310,7 +312,8 @@ def format_train_report(r: dict[str, Any]) -> str:
     c = r["compile_seconds"]
     return "\n".join([
         f"simfish bench train: {r['mode']} loop, backend {r['backend']}, {r['num_envs']} worlds, "
-        f"batch {r['batch_size']}, {r['seconds']:.0f} s measured",
+        f"batch {r['batch_size']}, {r['seconds']:.0f} s measured, malloc huge pages "
+        f"{'on' if r.get('huge_pages') else 'off'}",
         f"  training:      {r['env_steps_per_second']:>12,.0f} env steps/s "
         f"{r['learner_steps_per_second']:>8.2f} learner steps/s",
         f"  acting alone:  {r['acting_only_env_steps_per_second']:>12,.0f} env steps/s",

@@ -142,7 +142,7 @@ def restart_with_huge_pages(command: str, argv: Sequence[str]) -> None:
     says they help ``command``; returns (doing nothing) otherwise."""
     env = huge_pages_environment(command, os.environ, platform.libc_ver(),
                                  transparent_huge_pages())
-    if env is not None:
+    if env is not None and argv and argv[0]:  # (no interpreter path: nothing to restart)
         os.execve(argv[0], list(argv), env)
 
 

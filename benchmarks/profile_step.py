@@ -66,15 +66,22 @@ def network_part(op_name: str) -> str:
     Forward and backward are not told apart: XLA names some gradient
     operations (a convolution's weight gradient) after the forward ones.
     """
+    if op_name == "(added by XLA)":
+        return "copies and transposes added by XLA (mostly the retina's weight gradients)"
     return next((part for part, keys in NETWORK_PARTS if any(k in op_name for k in keys)),
                 "other (loss, optimiser, layout)")
 
 
 def op_table(hlo: str) -> dict[str, tuple[str, str]]:
-    """``{instruction name: (output shape, JAX op name)}`` from optimised HLO text."""
+    """``{instruction name: (output shape, JAX op name)}`` from optimised HLO text.
+
+    Instructions that XLA added itself (the copies and transposes of layout
+    assignment) have no JAX op name: they read ``(added by XLA)``.
+    """
     table = {}
-    for m in re.finditer(r'^\s+%([\w.\-]+) = (\S+) .*?op_name="([^"]*)"', hlo, re.M):
-        table[m.group(1)] = (m.group(2), m.group(3))
+    for m in re.finditer(r'^\s+(?:ROOT )?%([\w.\-]+) = (\S+) (.*)$', hlo, re.M):
+        op = re.search(r'op_name="([^"]*)"', m.group(3))
+        table[m.group(1)] = (m.group(2), op.group(1) if op else "(added by XLA)")
     return table
 
 

@@ -67,7 +67,8 @@ def cpu_device_count(command: str, option: str | None,
 
     ``--cpu-devices N`` wins; else ``$JAX_NUM_CPU_DEVICES`` (JAX reads it
     itself: None); else ``auto`` for ``bench sim``, ``bench env`` and
-    ``simulate`` (``command_name``): one device per core this process may run on. ``auto`` can also be given explicitly.
+    ``simulate`` (``command_name``): one device per core this process may run
+    on. ``auto`` can also be given explicitly.
 
     Raises:
       SimFishError: the option is neither ``auto`` nor a positive integer.
@@ -111,10 +112,10 @@ def huge_pages_environment(command: str, environ: Mapping[str, str],
     reads its tunables only when a process starts, hence the restart.
 
     Returns None (nothing to gain) for commands other than ``train`` and
-    ``bench train`` (``command_name``), when ``$SIMFISH_HUGE_PAGES`` is ``0``, when the C library is
-    not glibc 2.35 or later, when the kernel's mode is not ``madvise``
-    (``always`` gives huge pages already, ``never`` none), or when
-    ``$GLIBC_TUNABLES`` already sets ``glibc.malloc.hugetlb``.
+    ``bench train`` (``command_name``), when ``$SIMFISH_HUGE_PAGES`` is
+    ``0``, when the C library is not glibc 2.35 or later, when the kernel's
+    mode is not ``madvise`` (``always`` gives huge pages already, ``never``
+    none), or when ``$GLIBC_TUNABLES`` already sets ``glibc.malloc.hugetlb``.
     """
     if command not in _HUGE_PAGE_COMMANDS or environ.get(HUGE_PAGES_ENV, "").strip() == "0":
         return None

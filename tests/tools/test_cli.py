@@ -219,7 +219,7 @@ def test_console_main_restarts_train_with_huge_pages(monkeypatch):
         raise SystemExit(0)  # execve does not return
 
     monkeypatch.setattr(cli.os, "execve", execve)
-    monkeypatch.setattr(cli, "main", lambda: 7)
+    monkeypatch.setattr(cli, "_run", lambda args: 7)
     monkeypatch.setattr(sys, "argv", ["simfish", "-v", "train", "--run-dir", "r"])
     with pytest.raises(SystemExit):
         cli.console_main()

@@ -313,7 +313,7 @@ def format_train_report(r: dict[str, Any]) -> str:
     return "\n".join([
         f"simfish bench train: {r['mode']} loop, backend {r['backend']}, {r['num_envs']} worlds, "
         f"batch {r['batch_size']}, {r['seconds']:.0f} s measured, malloc huge pages "
-        f"{'on' if r.get('huge_pages') else 'off'}",
+        f"{'on' if r['huge_pages'] else 'off'}",
         f"  training:      {r['env_steps_per_second']:>12,.0f} env steps/s "
         f"{r['learner_steps_per_second']:>8.2f} learner steps/s",
         f"  acting alone:  {r['acting_only_env_steps_per_second']:>12,.0f} env steps/s",

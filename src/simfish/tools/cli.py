@@ -740,8 +740,15 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``simfish`` console command."""
-    args = build_parser().parse_args(argv)
+    """Runs ``simfish`` with ``argv`` (default ``sys.argv[1:]``) in this process; the exit status.
+
+    The console command is ``console_main``, which may restart first.
+    """
+    return _run(build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs the parsed command line: logging, CPU devices, compilation cache, the command."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -779,7 +786,7 @@ def console_main() -> None:
     args = build_parser().parse_args()
     restart_with_huge_pages(command_name(args),
                             [sys.executable, "-m", "simfish.tools.cli", *sys.argv[1:]])
-    sys.exit(main())
+    sys.exit(_run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

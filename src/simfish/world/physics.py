@@ -585,10 +585,11 @@ def _running_count(selected):
     size = min(COUNT_BLOCK, n)
     blocks = -(-n // size)
     x = jnp.pad(selected.astype(jnp.float32), (0, blocks * size - n)).reshape(blocks, size)
-    # Triangular matrices from iotas: an array constant would be captured by the
-    # custom_vmap of _prey_phase, as in _chunked.
-    upper = lambda m, strict: (  # noqa: E731
-        jnp.arange(m)[:, None] + strict <= jnp.arange(m)[None, :]).astype(jnp.float32)
+    def upper(m: int, strict: int) -> jax.Array:
+        # Triangular [m, m] from iotas: an array constant would be captured by the
+        # custom_vmap of _prey_phase, as in _chunked.
+        return (jnp.arange(m)[:, None] + strict <= jnp.arange(m)[None, :]).astype(jnp.float32)
+
     highest = jax.lax.Precision.HIGHEST
     within = jnp.dot(x, upper(size, 0), precision=highest)
     before = jnp.dot(within[:, -1], upper(blocks, 1), precision=highest)
